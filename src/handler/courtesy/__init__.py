@@ -1,0 +1,1 @@
+"""Courtesy: welcomes new followers of an X account, once each."""

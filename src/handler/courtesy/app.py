@@ -1,0 +1,139 @@
+"""Lambda entry point: parse the schedule event, wire the collaborators, run one welcome cycle.
+
+Business decisions live in courtesy.welcome_cycle; this module only connects things.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from courtesy.errors import CredentialsMissing, InvalidEvent
+from courtesy.ledger import Ledger
+from courtesy.observability import logger, metrics, tracer
+from courtesy.settings import Settings
+from courtesy.welcome_cycle import WelcomeCycle
+from courtesy.x_account import XAccount
+
+# Credentials are re-read at most this often, so a rotated secret is picked up without a redeploy.
+SECRET_MAX_AGE_SECONDS = 300
+# An idempotency record outlives any retry of its slot (the scheduler gives up after 10 minutes).
+IDEMPOTENCY_TTL_SECONDS = 24 * 60 * 60
+
+
+def schedule_slot(event: Any) -> str:
+    """The schedule slot an event stands for: the same for every delivery and retry of it."""
+    if not isinstance(event, dict):
+        raise InvalidEvent("The event must be a JSON object")
+    # EventBridge Scheduler with our explicit Input, or an EventBridge rule's Scheduled Event.
+    slot = event.get("scheduled_time") or event.get("time")
+    if not isinstance(slot, str) or not slot.strip():
+        raise InvalidEvent('The event has no "scheduled_time" (Scheduler input) or "time" (EventBridge rule event)')
+    try:
+        parsed = datetime.fromisoformat(slot.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidEvent(f"The event's schedule time {slot[:40]!r} is not an ISO-8601 timestamp") from None
+    if parsed.tzinfo is None:
+        raise InvalidEvent(f"The event's schedule time {slot[:40]!r} has no time zone")
+    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Runtime:
+    """Everything built once per container and reused by warm invocations."""
+
+    settings: Settings
+    dynamodb: Any
+    run_once: Callable[..., dict[str, Any]]
+    idempotency: IdempotencyConfig
+
+
+@functools.cache
+def runtime() -> Runtime:
+    settings = Settings.from_env()
+    dynamodb = boto3.client("dynamodb")
+    idempotency = IdempotencyConfig(expires_after_seconds=IDEMPOTENCY_TTL_SECONDS)
+    store = DynamoDBPersistenceLayer(table_name=settings.idempotency_table, boto3_client=dynamodb)
+
+    def _run(slot: dict[str, str], context: LambdaContext) -> dict[str, Any]:
+        return _run_cycle(settings, dynamodb, slot["slot"], context)
+
+    run_once = idempotent_function(data_keyword_argument="slot", persistence_store=store, config=idempotency)(_run)
+    return Runtime(settings, dynamodb, run_once, idempotency)
+
+
+def load_credentials(secret_id: str) -> dict[str, str]:
+    try:
+        secret = parameters.get_secret(secret_id, transform="json", max_age=SECRET_MAX_AGE_SECONDS)
+    except parameters.exceptions.TransformParameterError:
+        raise CredentialsMissing(f"The X credentials secret {secret_id!r} is not valid JSON") from None
+    except parameters.exceptions.GetParameterError as exc:
+        raise CredentialsMissing(
+            f"The X credentials secret {secret_id!r} could not be read: {type(exc.__cause__).__name__ if exc.__cause__ else 'error'}"
+        ) from None
+    return secret  # shape checked by XAccount, which names missing keys but never values
+
+
+def _run_cycle(settings: Settings, dynamodb: Any, slot: str, context: LambdaContext) -> dict[str, Any]:
+    x = XAccount(load_credentials(settings.credentials_secret_id), base_url=settings.x_api_base_url)
+    ledger = Ledger(dynamodb, settings.ledger_table)
+    cycle = WelcomeCycle(
+        x=x,
+        ledger=ledger,
+        settings=settings,
+        now=lambda: datetime.now(UTC),
+        time_left=lambda: context.get_remaining_time_in_millis() / 1000,
+        run_id=f"{slot}/{getattr(context, 'aws_request_id', 'local')}",
+    )
+    summary = cycle.run().as_dict()
+    summary["slot"] = slot
+    summary["ledger_reads"], summary["ledger_writes"] = ledger.reads, ledger.writes
+    _publish_metrics(summary)
+    logger.info("Run summary", extra={"summary": summary})
+    return summary
+
+
+def _publish_metrics(summary: dict[str, Any]) -> None:
+    metrics.add_metric(name="FollowersRead", unit=MetricUnit.Count, value=summary["followers_read"])
+    metrics.add_metric(name="NewFollowers", unit=MetricUnit.Count, value=summary["new_followers"])
+    metrics.add_metric(name="WelcomesSent", unit=MetricUnit.Count, value=summary["welcomed"])
+    metrics.add_metric(name="WelcomesSkipped", unit=MetricUnit.Count, value=summary["skipped"])
+    metrics.add_metric(name="WelcomeFailures", unit=MetricUnit.Count, value=summary["failed"])
+    metrics.add_metric(name="PendingBacklog", unit=MetricUnit.Count, value=summary["pending"])
+    metrics.add_metric(name="UncertainSends", unit=MetricUnit.Count, value=summary["uncertain"])
+    metrics.add_metric(name="RateLimitedRuns", unit=MetricUnit.Count, value=int(summary["rate_limited"]))
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    slot = schedule_slot(event)
+    logger.set_correlation_id(slot)
+    rt = runtime()
+    rt.idempotency.register_lambda_context(context)
+    started = time.monotonic()
+    try:
+        summary = rt.run_once(slot={"slot": slot}, context=context)
+    except IdempotencyAlreadyInProgressError:
+        # Another delivery of this same slot is running right now: this one does nothing.
+        logger.info("Duplicate delivery of a slot still running; nothing to do", extra={"slot": slot})
+        return {"slot": slot, "duplicate": True}
+    tracer.put_annotation("slot", slot)
+    logger.debug("Run finished", extra={"seconds": round(time.monotonic() - started, 3)})
+    return summary

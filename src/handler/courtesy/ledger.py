@@ -1,0 +1,318 @@
+"""The ledger adapter: who Courtesy has seen and what it did about them, in DynamoDB.
+
+One item per follower ever seen, keyed by ``follower_id``; it is never deleted,
+so a follower who leaves and comes back is still known. Followers waiting for,
+or in the middle of, a welcome carry a ``queue`` attribute that puts them in the
+sparse ``queue-index`` (oldest first by ``queued_at``). Every state change is a
+conditional write, so a retry or a second run can never move a follower
+backwards (welcomed never becomes pending).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from courtesy.x_account import Follower
+
+META_KEY = "#meta"  # X ids are numeric, so this can never be a follower
+QUEUE_INDEX = "queue-index"
+BATCH_GET_LIMIT = 100  # DynamoDB BatchGetItem takes at most 100 keys
+_BATCH_RETRIES = 8
+
+
+class State:
+    BASELINE = "baseline"  # followed before Courtesy started: never welcomed
+    PENDING = "pending"  # seen after the baseline, waiting for a welcome
+    SENDING = "sending"  # claimed by a run; the DM request may be in flight
+    WELCOMED = "welcomed"
+    UNDELIVERABLE = "undeliverable"  # X refused this recipient: never retried
+    FAILED = "failed"  # X refused the message itself: never retried
+    UNCERTAIN = "uncertain"  # the DM may exist: never resent blindly
+
+
+@dataclass(frozen=True)
+class Entry:
+    follower_id: str
+    state: str
+    username: str
+    name: str
+    queued_at: str = ""
+
+
+@dataclass
+class Meta:
+    account_id: str = ""
+    baseline_at: str = ""
+    baseline_done: bool = False
+    baseline_cursor: str = ""
+    scan_cursor: str = ""
+    next_page_size: int = 0
+    daily_day: str = ""
+    daily_count: int = 0
+    dm_blocked_until: float = 0.0
+
+
+def _s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def _n(value: float) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+def _plain(item: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, typed in item.items():
+        ((kind, value),) = typed.items()
+        out[key] = float(value) if kind == "N" else value
+    return out
+
+
+class Ledger:
+    def __init__(self, client: Any, table_name: str, *, sleep=time.sleep):
+        self._db = client
+        self._table = table_name
+        self._sleep = sleep
+        self.reads = 0  # DynamoDB requests, for the run summary and the benchmark
+        self.writes = 0
+
+    # --- the meta item ---------------------------------------------------------
+
+    def load_meta(self) -> Meta | None:
+        self.reads += 1
+        item = self._db.get_item(TableName=self._table, Key={"follower_id": _s(META_KEY)}, ConsistentRead=True).get("Item")
+        if item is None:
+            return None
+        raw = _plain(item)
+        return Meta(
+            account_id=raw.get("account_id", ""),
+            baseline_at=raw.get("baseline_at", ""),
+            baseline_done=raw.get("baseline_done", "") == "true",
+            baseline_cursor=raw.get("baseline_cursor", ""),
+            scan_cursor=raw.get("scan_cursor", ""),
+            next_page_size=int(raw.get("next_page_size", 0)),
+            daily_day=raw.get("daily_day", ""),
+            daily_count=int(raw.get("daily_count", 0)),
+            dm_blocked_until=float(raw.get("dm_blocked_until", 0)),
+        )
+
+    def save_meta(self, meta: Meta) -> None:
+        self.writes += 1
+        self._db.put_item(
+            TableName=self._table,
+            Item={
+                "follower_id": _s(META_KEY),
+                "account_id": _s(meta.account_id),
+                "baseline_at": _s(meta.baseline_at),
+                "baseline_done": _s("true" if meta.baseline_done else "false"),
+                "baseline_cursor": _s(meta.baseline_cursor),
+                "scan_cursor": _s(meta.scan_cursor),
+                "next_page_size": _n(meta.next_page_size),
+                "daily_day": _s(meta.daily_day),
+                "daily_count": _n(meta.daily_count),
+                "dm_blocked_until": _n(meta.dm_blocked_until),
+            },
+        )
+
+    def save_daily_count(self, day: str, count: int) -> None:
+        """Written after every send, so a crash cannot forget today's welcomes."""
+        self.writes += 1
+        self._db.update_item(
+            TableName=self._table,
+            Key={"follower_id": _s(META_KEY)},
+            UpdateExpression="SET daily_day = :d, daily_count = :c",
+            ExpressionAttributeValues={":d": _s(day), ":c": _n(count)},
+        )
+
+    # --- seeing followers ------------------------------------------------------
+
+    def known_ids(self, ids: Iterable[str]) -> set[str]:
+        """Which of these follower ids the ledger already holds (one BatchGetItem per 100)."""
+        ids = list(dict.fromkeys(ids))
+        known: set[str] = set()
+        for start in range(0, len(ids), BATCH_GET_LIMIT):
+            request = {
+                self._table: {
+                    "Keys": [{"follower_id": _s(i)} for i in ids[start : start + BATCH_GET_LIMIT]],
+                    "ProjectionExpression": "follower_id",
+                    "ConsistentRead": True,
+                }
+            }
+            for attempt in range(_BATCH_RETRIES):
+                self.reads += 1
+                answer = self._db.batch_get_item(RequestItems=request)
+                known.update(item["follower_id"]["S"] for item in answer.get("Responses", {}).get(self._table, []))
+                request = answer.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                self._sleep(min(0.05 * 2**attempt, 1.0))
+            else:
+                raise RuntimeError("DynamoDB left keys unprocessed after retries; the scan stops here")
+        return known
+
+    def record_baseline(self, followers: Iterable[Follower], now: str) -> int:
+        """Remember followers who were there before Courtesy started. Returns how many were new."""
+        added = 0
+        for follower in followers:
+            if self._put_if_absent(follower, {"state": _s(State.BASELINE), "first_seen_at": _s(now)}):
+                added += 1
+        return added
+
+    def record_new(self, followers: list[Follower], *, now: str, first_position: int) -> int:
+        """Queue followers seen for the first time. ``followers`` is newest first, as read;
+        ``first_position`` is the first one's place in this run's scan. Older followers get
+        smaller ``queued_at`` keys, so the queue is welcomed oldest first. Returns how many were queued."""
+        added = 0
+        for offset, follower in enumerate(followers):
+            rank = 999_999 - (first_position + offset)
+            extra = {
+                "state": _s(State.PENDING),
+                "first_seen_at": _s(now),
+                "queue": _s(State.PENDING),
+                "queued_at": _s(f"{now}#{rank:06d}"),
+            }
+            if self._put_if_absent(follower, extra):
+                added += 1
+        return added
+
+    def _put_if_absent(self, follower: Follower, extra: dict[str, Any]) -> bool:
+        item = {"follower_id": _s(follower.id), "username": _s(follower.username), "name": _s(follower.name), **extra}
+        self.writes += 1
+        try:
+            self._db.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(follower_id)")
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False  # already known: seen followers are never overwritten
+            raise
+        return True
+
+    # --- the queue ---------------------------------------------------------------
+
+    def queued(self, state: str, limit: int | None = None) -> list[Entry]:
+        """Followers in one queue (pending, sending, uncertain), oldest first."""
+        entries: list[Entry] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": QUEUE_INDEX,
+            "KeyConditionExpression": "#q = :q",
+            "ExpressionAttributeNames": {"#q": "queue"},
+            "ExpressionAttributeValues": {":q": _s(state)},
+        }
+        while limit is None or len(entries) < limit:
+            if limit is not None:
+                kwargs["Limit"] = limit - len(entries)
+            self.reads += 1
+            answer = self._db.query(**kwargs)
+            for item in answer.get("Items", []):
+                raw = _plain(item)
+                entries.append(
+                    Entry(raw["follower_id"], raw.get("state", ""), raw.get("username", ""), raw.get("name", ""), raw.get("queued_at", ""))
+                )
+            if "LastEvaluatedKey" not in answer:
+                break
+            kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+        return entries
+
+    def count_queued(self, state: str) -> int:
+        total = 0
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": QUEUE_INDEX,
+            "KeyConditionExpression": "#q = :q",
+            "ExpressionAttributeNames": {"#q": "queue"},
+            "ExpressionAttributeValues": {":q": _s(state)},
+            "Select": "COUNT",
+        }
+        while True:
+            self.reads += 1
+            answer = self._db.query(**kwargs)
+            total += answer.get("Count", 0)
+            if "LastEvaluatedKey" not in answer:
+                return total
+            kwargs["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
+    # --- the welcome, one conditional step at a time ---------------------------
+
+    def claim(self, follower_id: str, *, run_id: str, template_id: str, now: str) -> bool:
+        """pending -> sending. False if another run got there first or the follower is not pending."""
+        return self._transition(
+            follower_id,
+            expected=State.PENDING,
+            new=State.SENDING,
+            fields={"run_id": run_id, "template_id": template_id, "claimed_at": now},
+            queue=State.SENDING,
+        )
+
+    def mark_welcomed(self, follower_id: str, *, run_id: str, dm_event_id: str | None, now: str) -> bool:
+        fields = {"welcomed_at": now, "dm_event_id": dm_event_id or "unknown"}
+        return self._transition(follower_id, expected=State.SENDING, new=State.WELCOMED, fields=fields, run_id=run_id)
+
+    def mark_undeliverable(self, follower_id: str, *, run_id: str, detail: str, now: str) -> bool:
+        fields = {"detail": detail[:500], "closed_at": now}
+        return self._transition(follower_id, expected=State.SENDING, new=State.UNDELIVERABLE, fields=fields, run_id=run_id)
+
+    def mark_failed(self, follower_id: str, *, run_id: str, detail: str, now: str) -> bool:
+        fields = {"detail": detail[:500], "closed_at": now}
+        return self._transition(follower_id, expected=State.SENDING, new=State.FAILED, fields=fields, run_id=run_id)
+
+    def mark_uncertain(self, follower_id: str, *, detail: str, now: str, run_id: str | None = None) -> bool:
+        fields = {"detail": detail[:500], "uncertain_since": now}
+        return self._transition(
+            follower_id, expected=State.SENDING, new=State.UNCERTAIN, fields=fields, queue=State.UNCERTAIN, run_id=run_id
+        )
+
+    def release(self, follower_id: str, *, run_id: str, detail: str) -> bool:
+        """sending -> pending, only when X provably did not take the message."""
+        return self._transition(
+            follower_id, expected=State.SENDING, new=State.PENDING, fields={"detail": detail[:500]}, queue=State.PENDING, run_id=run_id
+        )
+
+    def _transition(
+        self,
+        follower_id: str,
+        *,
+        expected: str,
+        new: str,
+        fields: dict[str, str],
+        queue: str | None = None,
+        run_id: str | None = None,
+    ) -> bool:
+        names = {"#state": "state", "#q": "queue"}
+        values: dict[str, Any] = {":expected": _s(expected), ":new": _s(new)}
+        sets = ["#state = :new"]
+        for i, (key, value) in enumerate(fields.items()):
+            names[f"#f{i}"] = key
+            values[f":f{i}"] = _s(value)
+            sets.append(f"#f{i} = :f{i}")
+        if queue:
+            values[":queue"] = _s(queue)
+            sets.append("#q = :queue")
+            update = "SET " + ", ".join(sets)
+        else:
+            update = "SET " + ", ".join(sets) + " REMOVE #q"
+        condition = "#state = :expected"
+        if run_id is not None and expected == State.SENDING:
+            # Only the run that claimed a follower may settle it.
+            names["#run"] = "run_id"
+            values[":run"] = _s(run_id)
+            condition += " AND #run = :run"
+        self.writes += 1
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={"follower_id": _s(follower_id)},
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True

@@ -1,0 +1,83 @@
+"""Configuration: read from the environment once, validated, then passed as values.
+
+This is the only module that reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from courtesy.errors import ConfigurationError
+from courtesy.messages import MessageTemplates
+
+BASELINE_MODES = ("newest-page", "full")
+X_DEFAULT_BASE_URL = "https://api.twitter.com"
+
+
+@dataclass(frozen=True)
+class Settings:
+    ledger_table: str
+    idempotency_table: str
+    credentials_secret_id: str
+    dry_run: bool
+    max_welcomes_per_run: int
+    daily_welcome_limit: int
+    templates: MessageTemplates
+    baseline_mode: str
+    x_api_base_url: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        problems: list[str] = []
+
+        def required(name: str) -> str:
+            value = env.get(name, "").strip()
+            if not value:
+                problems.append(f"{name} is not set")
+            return value
+
+        def number(name: str, default: int, low: int, high: int) -> int:
+            raw = env.get(name, "").strip() or str(default)
+            try:
+                value = int(raw)
+            except ValueError:
+                problems.append(f"{name} must be a whole number, got {raw!r}")
+                return default
+            if not low <= value <= high:
+                problems.append(f"{name} must be between {low} and {high}, got {value}")
+            return value
+
+        dry_run_raw = env.get("DRY_RUN", "true").strip().lower() or "true"
+        if dry_run_raw not in ("true", "false"):
+            problems.append(f"DRY_RUN must be 'true' or 'false', got {dry_run_raw!r}")
+        baseline_mode = env.get("BASELINE_MODE", "").strip() or "newest-page"
+        if baseline_mode not in BASELINE_MODES:
+            problems.append(f"BASELINE_MODE must be one of {', '.join(BASELINE_MODES)}, got {baseline_mode!r}")
+        base_url = (env.get("X_API_BASE_URL", "").strip() or X_DEFAULT_BASE_URL).rstrip("/")
+        if not base_url.startswith(("http://", "https://")):
+            problems.append(f"X_API_BASE_URL must start with http:// or https://, got {base_url!r}")
+
+        templates = None
+        try:
+            templates = MessageTemplates.from_setting(env.get("WELCOME_TEMPLATES", ""))
+        except ConfigurationError as exc:
+            problems.append(str(exc))
+
+        settings = cls(
+            ledger_table=required("LEDGER_TABLE_NAME"),
+            idempotency_table=required("IDEMPOTENCY_TABLE_NAME"),
+            credentials_secret_id=required("X_CREDENTIALS_SECRET_ID"),
+            # Anything but an explicit "false" stays a dry run: going live is deliberate.
+            dry_run=dry_run_raw != "false",
+            max_welcomes_per_run=number("MAX_WELCOMES_PER_RUN", 10, 1, 1000),
+            daily_welcome_limit=number("DAILY_WELCOME_LIMIT", 200, 1, 1440),
+            templates=templates,  # type: ignore[arg-type]  # None only when problems is non-empty
+            baseline_mode=baseline_mode,
+            x_api_base_url=base_url,
+        )
+        if problems:
+            raise ConfigurationError("Invalid configuration: " + "; ".join(problems))
+        return settings

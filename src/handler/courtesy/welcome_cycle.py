@@ -1,0 +1,292 @@
+"""The welcome cycle: one scheduled run, from reading followers to sending welcomes.
+
+Pure decisions over two adapters it is given: ``x`` (courtesy.x_account.XAccount)
+and ``ledger`` (courtesy.ledger.Ledger). Order of a run:
+
+1. Settle what a crashed run left in flight: a claimed follower whose send may
+   have happened becomes *uncertain*, never resent blindly.
+2. First run: take the baseline (followers already there are never welcomed).
+3. Later runs: read followers newest first until a margin of already-known
+   followers is reached, and queue the new ones.
+4. Welcome the queue oldest first, within the per-run cap, the daily limit,
+   X's rate limits and the time left: claim, send, record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from courtesy.errors import (
+    AppNotPermitted,
+    CredentialsRejected,
+    MessageRejected,
+    RateLimited,
+    RecipientCannotBeMessaged,
+    SendOutcomeUnknown,
+    UnexpectedAnswer,
+    XUnavailable,
+)
+from courtesy.ledger import Ledger, Meta, State
+from courtesy.observability import logger
+from courtesy.settings import Settings
+from courtesy.x_account import FOLLOWERS_PAGE_MAX, XAccount
+
+# The default baseline reads one page this size, whatever the account's size.
+BASELINE_PAGE_SIZE = 50
+# Known followers read past the first one before a scan stops: X documents the
+# order as newest first but "subject to eventual consistency".
+BOUNDARY_MARGIN = 3
+# Smallest page asked for; quiet accounts re-read the same few users, which X
+# bills once per UTC day.
+MIN_PAGE_SIZE = 10
+# A full baseline reads at most this many pages per run, then resumes next run.
+FULL_BASELINE_PAGES_PER_RUN = 20
+# Seconds kept in hand before the Lambda timeout: no new page or send below this.
+TIME_RESERVE_SECONDS = 20.0
+# When X gives no reset time, wait this long before sending again (one DM window).
+DEFAULT_DM_BACKOFF_SECONDS = 15 * 60
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    dry_run: bool
+    baseline: bool = False
+    followers_read: int = 0
+    new_followers: int = 0
+    welcomed: int = 0
+    skipped: int = 0
+    failed: int = 0
+    pending: int = 0
+    uncertain: int = 0
+    rate_limited: bool = False
+    scan_complete: bool = True
+    would_welcome: list[dict[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class WelcomeCycle:
+    def __init__(
+        self,
+        *,
+        x: XAccount,
+        ledger: Ledger,
+        settings: Settings,
+        now: Callable[[], datetime],
+        time_left: Callable[[], float],
+        run_id: str,
+    ):
+        self.x = x
+        self.ledger = ledger
+        self.settings = settings
+        self.now = now
+        self.time_left = time_left
+        self.summary = RunSummary(run_id=run_id, dry_run=settings.dry_run)
+
+    def run(self) -> RunSummary:
+        meta = self.ledger.load_meta() or Meta()
+        if not meta.account_id:
+            meta.account_id = self.x.account_id()
+        self._settle_interrupted()
+        if not meta.baseline_done:
+            self._take_baseline(meta)
+        else:
+            self._scan(meta)
+            self._welcome_backlog(meta)
+        self.summary.pending = self.ledger.count_queued(State.PENDING)
+        self.summary.uncertain = self.ledger.count_queued(State.UNCERTAIN)
+        self.ledger.save_meta(meta)
+        return self.summary
+
+    # --- 1. what a crashed run left behind ----------------------------------
+
+    def _settle_interrupted(self) -> None:
+        # Runs never overlap (reserved concurrency 1), so a follower still
+        # "sending" at the start of a run belongs to a run that died mid-send.
+        for entry in self.ledger.queued(State.SENDING):
+            self.ledger.mark_uncertain(entry.follower_id, detail="the run that claimed it stopped mid-send", now=_iso(self.now()))
+            logger.warning("Send outcome unknown after an interrupted run", extra={"follower_id": entry.follower_id})
+
+    # --- 2. baseline -----------------------------------------------------------
+
+    def _take_baseline(self, meta: Meta) -> None:
+        self.summary.baseline = True
+        now = _iso(self.now())
+        meta.baseline_at = meta.baseline_at or now
+        if self.settings.baseline_mode == "newest-page":
+            page = self.x.followers_page(meta.account_id, max_results=BASELINE_PAGE_SIZE)
+            self.summary.followers_read += len(page.followers)
+            self.ledger.record_baseline(page.followers, now)
+            meta.baseline_done = True
+        else:
+            self._take_full_baseline(meta, now)
+        meta.next_page_size = MIN_PAGE_SIZE
+        logger.info("Baseline recorded", extra={"complete": meta.baseline_done, "followers_read": self.summary.followers_read})
+
+    def _take_full_baseline(self, meta: Meta, now: str) -> None:
+        token = meta.baseline_cursor or None
+        for _ in range(FULL_BASELINE_PAGES_PER_RUN):
+            page = self.x.followers_page(meta.account_id, max_results=FOLLOWERS_PAGE_MAX, token=token)
+            self.summary.followers_read += len(page.followers)
+            self.ledger.record_baseline(page.followers, now)
+            token = page.next_token
+            meta.baseline_cursor = token or ""
+            # Saved after every page: a crash resumes here instead of paying again.
+            self.ledger.save_meta(meta)
+            if token is None:
+                meta.baseline_done = True
+                return
+            if self.time_left() < TIME_RESERVE_SECONDS:
+                break
+        self.summary.notes.append("full baseline continues next run")
+
+    # --- 3. finding new followers ------------------------------------------------
+
+    def _scan(self, meta: Meta) -> None:
+        new_before = self.summary.new_followers
+        try:
+            cursor = self._read_until_known(meta, token=None)
+            if meta.scan_cursor and cursor is None:
+                # A previous run stopped mid-list: finish the gap it left.
+                cursor = self._read_until_known(meta, token=meta.scan_cursor)
+                meta.scan_cursor = cursor or ""
+            elif cursor is not None:
+                meta.scan_cursor = cursor
+        except (XUnavailable, UnexpectedAnswer, RateLimited) as exc:
+            # New followers recorded so far stay recorded; the queue can still be welcomed.
+            self.summary.scan_complete = False
+            self.summary.notes.append(f"follower scan stopped: {exc}")
+            logger.warning("Follower scan stopped early", extra={"reason": str(exc)})
+        found = self.summary.new_followers - new_before
+        meta.next_page_size = max(MIN_PAGE_SIZE, min(FOLLOWERS_PAGE_MAX, found + found // 2 + BOUNDARY_MARGIN + 1))
+
+    def _read_until_known(self, meta: Meta, *, token: str | None) -> str | None:
+        """Read pages until BOUNDARY_MARGIN known followers are seen or the list ends.
+        Returns a cursor to resume from if it had to stop before that, else None."""
+        page_size = meta.next_page_size or MIN_PAGE_SIZE
+        known_seen = 0
+        position = 0
+        while True:
+            page = self.x.followers_page(meta.account_id, max_results=page_size, token=token)
+            self.summary.followers_read += len(page.followers)
+            known = self.ledger.known_ids(f.id for f in page.followers)
+            fresh = []
+            for follower in page.followers:
+                if known_seen >= BOUNDARY_MARGIN:
+                    # Past the boundary: unknown users here followed before the
+                    # baseline (it records only the newest page), so never new.
+                    break
+                if follower.id in known:
+                    known_seen += 1
+                else:
+                    fresh.append(follower)
+            if fresh:
+                self.summary.new_followers += self.ledger.record_new(fresh, now=_iso(self.now()), first_position=position)
+            position += len(page.followers)
+            if known_seen >= BOUNDARY_MARGIN or page.next_token is None:
+                return None
+            token = page.next_token
+            if self.time_left() < TIME_RESERVE_SECONDS:
+                self.summary.scan_complete = False
+                self.summary.notes.append("follower scan continues next run")
+                return token
+            # A page of only new followers means a burst: ask for more at once.
+            page_size = MIN_PAGE_SIZE if known_seen else min(FOLLOWERS_PAGE_MAX, page_size * 2)
+
+    # --- 4. welcoming --------------------------------------------------------
+
+    def _welcome_backlog(self, meta: Meta) -> None:
+        now = self.now()
+        today = now.date().isoformat()
+        if meta.daily_day != today:
+            meta.daily_day, meta.daily_count = today, 0
+        room = min(self.settings.max_welcomes_per_run, self.settings.daily_welcome_limit - meta.daily_count)
+        if room <= 0:
+            self.summary.notes.append("daily welcome limit reached")
+            return
+        if not self.settings.dry_run and meta.dm_blocked_until > now.timestamp():
+            self.summary.rate_limited = True
+            self.summary.notes.append("X's DM rate limit is still spent; waiting for its reset")
+            return
+        for entry in self.ledger.queued(State.PENDING, limit=room):
+            if self.time_left() < TIME_RESERVE_SECONDS:
+                self.summary.notes.append("stopped sending: Lambda time nearly spent")
+                return
+            welcome = self.settings.templates.for_follower(entry.follower_id, name=entry.name, username=entry.username)
+            if self.settings.dry_run:
+                preview = {
+                    "follower_id": entry.follower_id,
+                    "username": entry.username,
+                    "template_id": welcome.template_id,
+                    "text": welcome.text,
+                }
+                self.summary.would_welcome.append(preview)
+                logger.info("Dry run: would welcome", extra=preview)
+                continue
+            if not self._welcome_one(meta, entry.follower_id, welcome.template_id, welcome.text):
+                return
+
+    def _welcome_one(self, meta: Meta, follower_id: str, template_id: str, text: str) -> bool:
+        """Claim, send, record. Returns False when sending must stop for this run."""
+        spent = self.x.dm_sends_spent()
+        if spent is not None:
+            return self._stop_for_rate_limit(meta, spent)
+        run_id = self.summary.run_id
+        if not self.ledger.claim(follower_id, run_id=run_id, template_id=template_id, now=_iso(self.now())):
+            logger.info("Follower already claimed elsewhere", extra={"follower_id": follower_id})
+            return True
+        try:
+            dm_event_id = self.x.send_dm(follower_id, text)
+        except RateLimited as exc:
+            self.ledger.release(follower_id, run_id=run_id, detail=str(exc))
+            return self._stop_for_rate_limit(meta, exc)
+        except RecipientCannotBeMessaged as exc:
+            self.ledger.mark_undeliverable(follower_id, run_id=run_id, detail=str(exc), now=_iso(self.now()))
+            self.summary.skipped += 1
+            logger.info("Recipient cannot be messaged", extra={"follower_id": follower_id, "reason": str(exc)})
+            return True
+        except MessageRejected as exc:
+            self.ledger.mark_failed(follower_id, run_id=run_id, detail=str(exc), now=_iso(self.now()))
+            self.summary.failed += 1
+            logger.error("X rejected the welcome message", extra={"follower_id": follower_id, "reason": str(exc)})
+            return True
+        except XUnavailable as exc:
+            self.ledger.release(follower_id, run_id=run_id, detail=str(exc))
+            self.summary.failed += 1
+            self.summary.notes.append(f"stopped sending: {exc}")
+            logger.warning("X unavailable; follower stays queued", extra={"follower_id": follower_id, "reason": str(exc)})
+            return False
+        except SendOutcomeUnknown as exc:
+            self.ledger.mark_uncertain(follower_id, run_id=run_id, detail=str(exc), now=_iso(self.now()))
+            self.summary.failed += 1
+            self.summary.notes.append(f"stopped sending: {exc}")
+            logger.warning("DM outcome unknown; not resending", extra={"follower_id": follower_id, "reason": str(exc)})
+            return False
+        except (CredentialsRejected, AppNotPermitted):
+            # Provably not sent: put the follower back, then fail the run for a person to fix.
+            self.ledger.release(follower_id, run_id=run_id, detail="credentials or app permission problem")
+            raise
+        self.ledger.mark_welcomed(follower_id, run_id=run_id, dm_event_id=dm_event_id, now=_iso(self.now()))
+        meta.daily_count += 1
+        self.ledger.save_daily_count(meta.daily_day, meta.daily_count)
+        self.summary.welcomed += 1
+        logger.info("Welcomed", extra={"follower_id": follower_id, "template_id": template_id, "dm_event_id": dm_event_id})
+        return True
+
+    def _stop_for_rate_limit(self, meta: Meta, exc: RateLimited) -> bool:
+        reset_at = exc.reset_at or (self.now() + timedelta(seconds=DEFAULT_DM_BACKOFF_SECONDS)).timestamp()
+        meta.dm_blocked_until = reset_at
+        self.summary.rate_limited = True
+        self.summary.notes.append(f"stopped sending: {exc}")
+        logger.info("DM rate limit reached; the queue waits", extra={"reset_at": reset_at, "usage_capped": exc.usage_capped})
+        return False

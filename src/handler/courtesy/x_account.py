@@ -1,0 +1,280 @@
+"""The X adapter: the account's followers and its direct messages, through tweepy.
+
+Everything that talks to X lives here. tweepy exceptions and transport errors
+are translated into the product's errors (``courtesy.errors``); the rate-limit
+headers of every answer are kept so the cycle can stop before X says 429.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+import tweepy
+from requests.adapters import HTTPAdapter
+
+from courtesy.errors import (
+    AppNotPermitted,
+    CredentialsMissing,
+    CredentialsRejected,
+    MessageRejected,
+    RateLimited,
+    RecipientCannotBeMessaged,
+    SendOutcomeUnknown,
+    UnexpectedAnswer,
+    XUnavailable,
+)
+
+CREDENTIAL_KEYS = ("consumer_key", "consumer_secret", "access_token", "access_token_secret")
+# Profile fields asked for in the same followers call, so later filters cost no extra request.
+FOLLOWER_FIELDS = ["created_at", "profile_image_url", "protected", "public_metrics", "verified", "receives_your_dm"]
+# X's documented bounds for max_results on GET /2/users/:id/followers.
+FOLLOWERS_PAGE_MAX = 1000
+# (connect, read) seconds: a Lambda must never hang on one request.
+TIMEOUTS = (3.05, 15)
+# 403 problem types that are about the app or its tokens, not about the recipient.
+_APP_PROBLEMS = ("oauth1-permissions", "client-forbidden", "unsupported-authentication", "usage-capped")
+
+
+@dataclass(frozen=True)
+class Follower:
+    id: str
+    username: str
+    name: str
+    profile: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class FollowersPage:
+    followers: list[Follower]
+    next_token: str | None
+
+
+@dataclass
+class RateWindow:
+    """What X's x-rate-limit-* headers last said about one endpoint."""
+
+    remaining: int | None = None
+    reset_at: float | None = None
+
+    def spent(self, now: float) -> bool:
+        return self.remaining is not None and self.remaining <= 0 and (self.reset_at or 0) > now
+
+
+def validate_credentials(secret: Any) -> dict[str, str]:
+    """Check the secret's shape, naming missing keys but never printing a value."""
+    if not isinstance(secret, dict):
+        raise CredentialsMissing("The X credentials secret must be a JSON object with " + ", ".join(CREDENTIAL_KEYS))
+    missing = [k for k in CREDENTIAL_KEYS if not isinstance(secret.get(k), str) or not secret[k].strip()]
+    placeholders = [k for k in CREDENTIAL_KEYS if k not in missing and secret[k].strip() == "REPLACE_ME"]
+    if missing or placeholders:
+        parts = []
+        if missing:
+            parts.append("missing " + ", ".join(missing))
+        if placeholders:
+            parts.append("still the placeholder: " + ", ".join(placeholders))
+        raise CredentialsMissing("The X credentials secret is incomplete (" + "; ".join(parts) + ")")
+    return {k: secret[k].strip() for k in CREDENTIAL_KEYS}
+
+
+class _RedirectingAdapter(HTTPAdapter):
+    """Sends tweepy's requests (hard-coded to X's host) to the configured base URL, with timeouts."""
+
+    def __init__(self, base_url: str):
+        super().__init__(max_retries=0)  # never resend on our own: a DM has no idempotency key
+        self._base = urlsplit(base_url)
+
+    def send(self, request, **kwargs):  # type: ignore[no-untyped-def]
+        url = urlsplit(request.url)
+        path = self._base.path.rstrip("/") + url.path
+        request.url = urlunsplit((self._base.scheme, self._base.netloc, path, url.query, ""))
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = TIMEOUTS
+        return super().send(request, **kwargs)
+
+
+def _problem(response: requests.Response | None) -> dict[str, Any]:
+    if response is None:
+        return {}
+    try:
+        body = response.json()
+    except ValueError:
+        return {"detail": (response.text or "")[:200]}
+    return body if isinstance(body, dict) else {}
+
+
+def _epoch(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class XAccount:
+    """The account's view of X: who follows it, and sending one DM."""
+
+    def __init__(self, credentials: dict[str, str], *, base_url: str, clock=time.time):
+        creds = validate_credentials(credentials)
+        # The raw response keeps the rate-limit headers that tweepy's parsed Response drops.
+        self._client = tweepy.Client(**creds, return_type=requests.Response, wait_on_rate_limit=False)
+        self._client.session.mount("https://", _RedirectingAdapter(base_url))
+        self._client.session.mount("http://", _RedirectingAdapter(base_url))
+        self._clock = clock
+        self.dm_window = RateWindow()
+        self.dm_day_window = RateWindow()
+        self.followers_window = RateWindow()
+
+    # --- reads ---------------------------------------------------------------
+
+    def account_id(self) -> str:
+        response = self._call("me", lambda: self._client.get_me(user_auth=True))
+        data = self._json(response).get("data")
+        if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+            raise UnexpectedAnswer("X's /2/users/me answer has no data.id")
+        return data["id"]
+
+    def followers_page(self, account_id: str, *, max_results: int, token: str | None = None) -> FollowersPage:
+        """One page of followers, newest first (as X documents it, not guarantees it)."""
+        max_results = max(1, min(FOLLOWERS_PAGE_MAX, max_results))
+        response = self._call(
+            "followers",
+            lambda: self._client.get_users_followers(
+                account_id,
+                user_auth=True,
+                max_results=max_results,
+                pagination_token=token,
+                user_fields=FOLLOWER_FIELDS,
+            ),
+        )
+        self._note_window(self.followers_window, response)
+        body = self._json(response)
+        data = body.get("data", [])
+        meta = body.get("meta")
+        if not isinstance(data, list) or not isinstance(meta, dict):
+            raise UnexpectedAnswer("X's followers answer has no data list or meta object")
+        followers = []
+        for user in data:
+            if not isinstance(user, dict) or not isinstance(user.get("id"), str) or not user["id"].isdigit():
+                raise UnexpectedAnswer("X's followers answer holds a user without a numeric string id")
+            profile = {k: v for k, v in user.items() if k not in ("id", "username", "name")}
+            followers.append(Follower(user["id"], str(user.get("username", "")), str(user.get("name", "")), profile))
+        next_token = meta.get("next_token")
+        return FollowersPage(followers, next_token if isinstance(next_token, str) and next_token else None)
+
+    # --- the one write -------------------------------------------------------
+
+    def dm_sends_spent(self) -> RateLimited | None:
+        """A RateLimited if X's last headers say no DM can be sent now (no request made)."""
+        now = self._clock()
+        for window in (self.dm_window, self.dm_day_window):
+            if window.spent(now):
+                return RateLimited("X's DM rate limit is spent", reset_at=window.reset_at)
+        return None
+
+    def send_dm(self, recipient_id: str, text: str) -> str | None:
+        """Send one DM; returns X's dm_event_id. Raises product errors for every failure."""
+        try:
+            response = self._client.create_direct_message(participant_id=recipient_id, text=text, user_auth=True)
+        except (requests.exceptions.ConnectTimeout, requests.exceptions.SSLError) as exc:
+            raise XUnavailable(f"Could not connect to X to send a DM ({type(exc).__name__})") from None
+        except requests.exceptions.ConnectionError as exc:
+            if _never_connected(exc):
+                raise XUnavailable("Could not connect to X to send a DM") from None
+            raise SendOutcomeUnknown(f"The connection dropped after the DM request was sent ({type(exc).__name__})") from None
+        except requests.exceptions.RequestException as exc:
+            # A read timeout or a broken answer: X may have stored the message.
+            raise SendOutcomeUnknown(f"No complete answer to the DM request ({type(exc).__name__})") from None
+        except tweepy.HTTPException as exc:
+            self._note_dm_windows(exc.response)
+            self._raise_for_send(exc)
+        self._note_dm_windows(response)
+        try:
+            data = response.json().get("data") or {}
+            event_id = data.get("dm_event_id")
+        except (ValueError, AttributeError):
+            event_id = None
+        # A 2xx means X accepted the message, whatever the body looks like.
+        return event_id if isinstance(event_id, str) else None
+
+    # --- helpers -------------------------------------------------------------
+
+    def _raise_for_send(self, exc: tweepy.HTTPException) -> None:
+        problem = _problem(exc.response)
+        detail = str(problem.get("detail") or problem.get("title") or "")[:200]
+        kind = str(problem.get("type", ""))
+        if isinstance(exc, tweepy.TooManyRequests):
+            raise _rate_limited(exc, problem) from None
+        if isinstance(exc, tweepy.Unauthorized):
+            raise CredentialsRejected("X rejected the credentials (401); check the secret's keys and tokens") from None
+        if isinstance(exc, tweepy.Forbidden):
+            if any(p in kind for p in _APP_PROBLEMS):
+                raise AppNotPermitted(f"X refused the app itself (403 {kind}): {detail}") from None
+            raise RecipientCannotBeMessaged(f"403: {detail}") from None
+        if isinstance(exc, tweepy.NotFound):
+            raise RecipientCannotBeMessaged(f"404: {detail}") from None
+        if isinstance(exc, tweepy.BadRequest):
+            raise MessageRejected(f"400: {detail}") from None
+        raise XUnavailable(f"X answered {exc.response.status_code} to a DM request: {detail}") from None
+
+    def _call(self, what: str, request):  # type: ignore[no-untyped-def]
+        try:
+            return request()
+        except requests.exceptions.RequestException as exc:
+            raise XUnavailable(f"X could not be reached for {what} ({type(exc).__name__})") from None
+        except tweepy.TooManyRequests as exc:
+            raise _rate_limited(exc, _problem(exc.response)) from None
+        except tweepy.Unauthorized:
+            raise CredentialsRejected("X rejected the credentials (401); check the secret's keys and tokens") from None
+        except tweepy.Forbidden as exc:
+            problem = _problem(exc.response)
+            raise AppNotPermitted(f"X refused {what} (403 {problem.get('type', '')}): {problem.get('detail', '')}") from None
+        except tweepy.TwitterServerError as exc:
+            raise XUnavailable(f"X answered {exc.response.status_code} for {what}") from None
+        except tweepy.HTTPException as exc:
+            problem = _problem(exc.response)
+            raise UnexpectedAnswer(f"X answered {exc.response.status_code} for {what}: {problem.get('detail', '')}") from None
+
+    @staticmethod
+    def _json(response: requests.Response) -> dict[str, Any]:
+        try:
+            body = response.json()
+        except ValueError:
+            raise UnexpectedAnswer(f"X answered {response.status_code} with a body that is not JSON") from None
+        if not isinstance(body, dict):
+            raise UnexpectedAnswer("X answered with JSON that is not an object")
+        return body
+
+    def _note_window(self, window: RateWindow, response: requests.Response | None) -> None:
+        if response is None:
+            return
+        remaining = response.headers.get("x-rate-limit-remaining")
+        if remaining is not None and remaining.isdigit():
+            window.remaining = int(remaining)
+            window.reset_at = _epoch(response.headers.get("x-rate-limit-reset"))
+
+    def _note_dm_windows(self, response: requests.Response | None) -> None:
+        self._note_window(self.dm_window, response)
+        if response is None:
+            return
+        remaining = response.headers.get("x-user-limit-24hour-remaining")
+        if remaining is not None and remaining.isdigit():
+            self.dm_day_window.remaining = int(remaining)
+            self.dm_day_window.reset_at = _epoch(response.headers.get("x-user-limit-24hour-reset"))
+
+
+def _rate_limited(exc: tweepy.TooManyRequests, problem: dict[str, Any]) -> RateLimited:
+    capped = "usage-capped" in str(problem.get("type", ""))
+    reset = exc.reset_time if getattr(exc, "reset_time", None) else None
+    if reset is None:
+        reset = _epoch(exc.response.headers.get("x-user-limit-24hour-reset"))
+    what = "X's usage cap is exceeded" if capped else "X's rate limit is reached (429)"
+    return RateLimited(what, reset_at=reset, usage_capped=capped)
+
+
+def _never_connected(exc: requests.exceptions.ConnectionError) -> bool:
+    """True when the request provably never reached X (refused or unresolvable)."""
+    text = repr(exc.args[0]) if exc.args else ""
+    return "NewConnectionError" in text or "NameResolutionError" in text or "Connection refused" in text

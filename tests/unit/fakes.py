@@ -1,0 +1,134 @@
+"""Hand-written stand-ins for the two adapters, with the same methods and no network."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from courtesy.errors import CourtesyError, RateLimited
+from courtesy.ledger import Entry, Meta, State
+from courtesy.x_account import Follower, FollowersPage
+
+
+class FakeX:
+    """An account whose followers are a newest-first list; records every DM it accepts."""
+
+    def __init__(self, followers: int = 0):
+        self.followers: list[Follower] = []
+        self.sent: list[tuple[str, str]] = []
+        self.users_returned = 0
+        self.page_sizes: list[int] = []
+        self.send_errors: dict[str, CourtesyError] = {}  # follower id -> error raised on send
+        self.page_error: CourtesyError | None = None
+        self.spent: RateLimited | None = None
+        self.follow(followers)
+
+    def follow(self, count: int) -> list[Follower]:
+        start = len(self.followers) + len(self.sent) + 1000
+        new = [Follower(str(start + i), f"fan{start + i}", f"Fan {start + i}") for i in range(count)]
+        for follower in new:
+            self.followers.insert(0, follower)
+        return new
+
+    def account_id(self) -> str:
+        return "1"
+
+    def followers_page(self, account_id: str, *, max_results: int, token: str | None = None) -> FollowersPage:
+        if self.page_error:
+            raise self.page_error
+        self.page_sizes.append(max_results)
+        start = int(token or 0)
+        page = self.followers[start : start + max_results]
+        self.users_returned += len(page)
+        more = start + max_results < len(self.followers)
+        return FollowersPage(page, str(start + max_results) if more else None)
+
+    def dm_sends_spent(self) -> RateLimited | None:
+        return self.spent
+
+    def send_dm(self, recipient_id: str, text: str) -> str:
+        if recipient_id in self.send_errors:
+            raise self.send_errors.pop(recipient_id)
+        self.sent.append((recipient_id, text))
+        return f"dm-{len(self.sent)}"
+
+    def dms_to(self, follower_id: str) -> list[str]:
+        return [text for recipient, text in self.sent if recipient == follower_id]
+
+
+class FakeLedger:
+    """The ledger's rules (conditional transitions, oldest-first queue) over a dict."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, dict] = {}
+        self.meta: Meta | None = None
+        self.reads = self.writes = 0
+        self.batch_gets = 0
+
+    def load_meta(self) -> Meta | None:
+        return None if self.meta is None else Meta(**vars(self.meta))
+
+    def save_meta(self, meta: Meta) -> None:
+        self.meta = Meta(**vars(meta))
+
+    def save_daily_count(self, day: str, count: int) -> None:
+        self.daily = (day, count)
+
+    def known_ids(self, ids: Iterable[str]) -> set[str]:
+        ids = list(ids)
+        self.batch_gets += (len(ids) + 99) // 100
+        return {i for i in ids if i in self.items}
+
+    def record_baseline(self, followers, now: str) -> int:
+        added = 0
+        for f in followers:
+            if f.id not in self.items:
+                self.items[f.id] = {"state": State.BASELINE, "username": f.username, "name": f.name}
+                added += 1
+        return added
+
+    def record_new(self, followers, *, now: str, first_position: int) -> int:
+        added = 0
+        for offset, f in enumerate(followers):
+            if f.id not in self.items:
+                rank = 999_999 - (first_position + offset)
+                self.items[f.id] = {"state": State.PENDING, "username": f.username, "name": f.name, "queued_at": f"{now}#{rank:06d}"}
+                added += 1
+        return added
+
+    def queued(self, state: str, limit: int | None = None) -> list[Entry]:
+        rows = sorted((v["queued_at"], k) for k, v in self.items.items() if v["state"] == state and "queued_at" in v)
+        rows = rows[:limit] if limit is not None else rows
+        return [Entry(k, state, self.items[k]["username"], self.items[k]["name"], q) for q, k in rows]
+
+    def count_queued(self, state: str) -> int:
+        return len(self.queued(state))
+
+    def _move(self, follower_id: str, expected: str, new: str, owner: str | None = None, **fields) -> bool:
+        item = self.items.get(follower_id)
+        if item is None or item["state"] != expected:
+            return False
+        if owner is not None and item.get("run_id") != owner:
+            return False
+        item.update(state=new, **fields)
+        return True
+
+    def claim(self, follower_id, *, run_id, template_id, now) -> bool:
+        return self._move(follower_id, State.PENDING, State.SENDING, None, run_id=run_id, template_id=template_id)
+
+    def mark_welcomed(self, follower_id, *, run_id, dm_event_id, now) -> bool:
+        return self._move(follower_id, State.SENDING, State.WELCOMED, run_id, dm_event_id=dm_event_id)
+
+    def mark_undeliverable(self, follower_id, *, run_id, detail, now) -> bool:
+        return self._move(follower_id, State.SENDING, State.UNDELIVERABLE, run_id, detail=detail)
+
+    def mark_failed(self, follower_id, *, run_id, detail, now) -> bool:
+        return self._move(follower_id, State.SENDING, State.FAILED, run_id, detail=detail)
+
+    def mark_uncertain(self, follower_id, *, detail, now, run_id=None) -> bool:
+        return self._move(follower_id, State.SENDING, State.UNCERTAIN, run_id, detail=detail)
+
+    def release(self, follower_id, *, run_id, detail) -> bool:
+        return self._move(follower_id, State.SENDING, State.PENDING, run_id, detail=detail)
+
+    def states(self) -> dict[str, str]:
+        return {k: v["state"] for k, v in self.items.items()}
