@@ -53,6 +53,14 @@ def schedule_slot(event: Any) -> str:
     return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+# The run's clock. Local runs that simulate days (the demo, the tests) move it; Lambda never does.
+clock: Callable[[], datetime] = utc_now
+
+
 @dataclass
 class Runtime:
     """Everything built once per container and reused by warm invocations."""
@@ -96,7 +104,7 @@ def _run_cycle(settings: Settings, dynamodb: Any, slot: str, context: LambdaCont
         x=x,
         ledger=ledger,
         settings=settings,
-        now=lambda: datetime.now(UTC),
+        now=lambda: clock(),
         time_left=lambda: context.get_remaining_time_in_millis() / 1000,
         run_id=f"{slot}/{getattr(context, 'aws_request_id', 'local')}",
     )

@@ -48,6 +48,10 @@ FULL_BASELINE_PAGES_PER_RUN = 20
 TIME_RESERVE_SECONDS = 20.0
 # When X gives no reset time, wait this long before sending again (one DM window).
 DEFAULT_DM_BACKOFF_SECONDS = 15 * 60
+# A window that resets this close to a run's start counts as reset: X's windows start at
+# the first request, a second or two after the schedule's tick, and skipping a whole
+# schedule interval for those seconds would halve the welcome rate.
+DM_RESET_GRACE_SECONDS = 30
 
 
 @dataclass
@@ -214,7 +218,7 @@ class WelcomeCycle:
         if room <= 0:
             self.summary.notes.append("daily welcome limit reached")
             return
-        if not self.settings.dry_run and meta.dm_blocked_until > now.timestamp():
+        if not self.settings.dry_run and meta.dm_blocked_until > now.timestamp() + DM_RESET_GRACE_SECONDS:
             self.summary.rate_limited = True
             self.summary.notes.append("X's DM rate limit is still spent; waiting for its reset")
             return

@@ -1,0 +1,761 @@
+"""A local X API v2 sandbox: a real HTTP server for the endpoints Courtesy uses.
+
+Served endpoints (shapes, limits and errors follow X's public documentation):
+
+    GET  /2/users/me
+    GET  /2/users/:id/followers
+    POST /2/dm_conversations/with/:participant_id/messages
+    GET  /2/dm_events
+    GET  /2/dm_conversations/with/:participant_id/dm_events
+    GET  /2/dm_conversations/:dm_conversation_id/dm_events
+
+Every /2/ request needs OAuth 1.0a user context with the configured
+credentials and a valid HMAC-SHA1 signature.  tweepy always signs for
+https://api.twitter.com (its host is hard-coded), so a signature is accepted
+when it matches either that host or the sandbox's own base URL.
+
+State lives in memory behind one lock (the server is threaded).  Tests read
+the records (dm_log, users_returned, requests) and inject faults
+(fail_next, drop_after_store_next, rate limits, latency, the clock).
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import math
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, urlsplit
+
+from oauthlib.common import safe_string_equals
+from oauthlib.oauth1.rfc5849 import signature as oauth_sig
+from oauthlib.oauth1.rfc5849 import utils as oauth_utils
+
+X_HOST = "https://api.twitter.com"
+
+DEFAULT_CREDENTIALS = {
+    "consumer_key": "sandbox-consumer-key",
+    "consumer_secret": "sandbox-consumer-secret",
+    "access_token": "1000-sandbox-access-token",
+    "access_token_secret": "sandbox-access-token-secret",
+}
+
+# (limit, window seconds) per endpoint; send_dm has a per-15-min and a per-24-h cap.
+DEFAULT_RATE_LIMITS = {
+    "followers": [(300, 900)],
+    "send_dm": [(15, 900), (1440, 86400)],
+    "dm_events": [(15, 900)],
+    "me": [(75, 900)],
+}
+ENDPOINTS = tuple(DEFAULT_RATE_LIMITS)
+
+MAX_DM_TEXT = 10_000
+DM_RETENTION_SECONDS = 30 * 86400
+PROBLEMS = "https://api.twitter.com/2/problems/"
+
+TOO_MANY_REQUESTS_BODY = {"title": "Too Many Requests", "detail": "Too Many Requests", "type": "about:blank", "status": 429}
+USAGE_CAPPED_BODY = {
+    "title": "UsageCapExceeded",
+    "detail": "Usage cap exceeded: Monthly product cap",
+    "type": PROBLEMS + "usage-capped",
+    "period": "Monthly",
+    "scope": "Product",
+}
+UNAUTHORIZED_BODY = {"title": "Unauthorized", "type": "about:blank", "status": 401, "detail": "Unauthorized"}
+DM_FORBIDDEN_BODY = {
+    "detail": "You are not permitted to send Direct Messages to this user.",
+    "type": "about:blank",
+    "title": "Forbidden",
+    "status": 403,
+}
+GENERIC_PROBLEMS: dict[int, dict] = {  # default bodies for fail_next
+    400: {
+        "title": "Invalid Request",
+        "detail": "One or more parameters to your request was invalid.",
+        "type": PROBLEMS + "invalid-request",
+    },
+    401: UNAUTHORIZED_BODY,
+    403: {"title": "Forbidden", "detail": "Forbidden", "type": "about:blank", "status": 403},
+    429: TOO_MANY_REQUESTS_BODY,
+    404: {"title": "Not Found Error", "detail": "Sorry, that page does not exist.", "type": PROBLEMS + "resource-not-found", "status": 404},
+    500: {"title": "Internal Server Error", "detail": "Internal Server Error", "type": "about:blank", "status": 500},
+    503: {"title": "Service Unavailable", "detail": "Service Unavailable", "type": "about:blank", "status": 503},
+}
+
+USER_FIELDS = (
+    "created_at",
+    "description",
+    "entities",
+    "id",
+    "location",
+    "name",
+    "pinned_tweet_id",
+    "profile_image_url",
+    "protected",
+    "public_metrics",
+    "url",
+    "username",
+    "verified",
+    "verified_type",
+    "withheld",
+    "receives_your_dm",
+)
+DM_EVENT_FIELDS = (
+    "id",
+    "text",
+    "event_type",
+    "created_at",
+    "dm_conversation_id",
+    "sender_id",
+    "participant_ids",
+    "referenced_tweets",
+    "attachments",
+)
+DM_EVENT_TYPES = ("MessageCreate", "ParticipantsJoin", "ParticipantsLeave")
+DEFAULT_USER_KEYS = ("id", "name", "username")
+DEFAULT_DM_KEYS = ("id", "event_type", "text")
+
+FOLLOWERS_PARAMS = ("max_results", "pagination_token", "user.fields", "expansions", "tweet.fields")
+DM_EVENTS_PARAMS = (
+    "dm_event.fields",
+    "event_types",
+    "expansions",
+    "max_results",
+    "media.fields",
+    "pagination_token",
+    "tweet.fields",
+    "user.fields",
+)
+ME_PARAMS = ("user.fields", "expansions", "tweet.fields")
+
+ID_RE = re.compile(r"^[0-9]{1,19}$")
+
+
+class ApiError(Exception):
+    """Raised inside a handler to answer with an X problem body."""
+
+    def __init__(self, status: int, body: dict):
+        super().__init__(body.get("detail") or body.get("title"))
+        self.status, self.body = status, body
+
+
+def invalid_request(param: str, value: str, message: str) -> ApiError:
+    return ApiError(
+        400,
+        {
+            "errors": [{"parameters": {param: [value]}, "message": message}],
+            "title": "Invalid Request",
+            "detail": "One or more parameters to your request was invalid.",
+            "type": PROBLEMS + "invalid-request",
+        },
+    )
+
+
+def iso_time(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
+
+
+def encode_token(kind: str, seq: int) -> str:
+    # Opaque like X's tokens, but a cursor: it names the sequence number where the page starts,
+    # so followers added at the front between requests do not shift later pages.
+    return base64.b32encode(f"{kind}:{seq}".encode()).decode().rstrip("=")
+
+
+def decode_token(token: str, kinds: tuple[str, ...]) -> tuple[str, int]:
+    try:
+        raw = base64.b32decode(token.upper() + "=" * (-len(token) % 8)).decode()
+        kind, seq = raw.split(":")
+        if kind in kinds and len(kind) == 2 and seq.isdigit():
+            return kind, int(seq)
+    except (ValueError, UnicodeDecodeError):
+        pass
+    raise invalid_request("pagination_token", token, f"The `pagination_token` query parameter value [{token}] is not a valid token.")
+
+
+def paginate(items: list, seq_of: Callable, token: str | None, max_results: int, family: str):
+    """Page newest-first `items` (sorted by descending seq). Returns (page, meta extras)."""
+    if token:
+        direction, seq = decode_token(token, (family + "n", family + "p"))
+        if direction.endswith("n"):  # next page: this seq and older
+            page = [it for it in items if seq_of(it) <= seq][:max_results]
+        else:  # previous page: the max_results items just newer than seq
+            page = [it for it in items if seq_of(it) > seq][-max_results:]
+    else:
+        page = items[:max_results]
+    meta = {}
+    if page:
+        older = [it for it in items if seq_of(it) < seq_of(page[-1])]
+        if older:
+            meta["next_token"] = encode_token(family + "n", seq_of(older[0]))
+        if token and any(seq_of(it) > seq_of(page[0]) for it in items):
+            meta["previous_token"] = encode_token(family + "p", seq_of(page[0]))
+    return page, meta
+
+
+class _Window:
+    """A fixed rate-limit window that starts at the first request after it expires."""
+
+    def __init__(self, limit: int, seconds: int):
+        self.limit, self.seconds, self.used = limit, seconds, 0
+        self.start: float | None = None
+
+    def roll(self, now: float) -> None:
+        if self.start is None or now >= self.start + self.seconds:
+            self.start, self.used = now, 0
+
+    def reset_at(self, now: float) -> int:
+        return math.ceil((self.start if self.start is not None else now) + self.seconds)
+
+
+class XSandbox:
+    def __init__(
+        self,
+        *,
+        host="127.0.0.1",
+        port=0,
+        account_id="1000",
+        username="courtesy_demo",
+        name="Courtesy Demo",
+        credentials: dict | None = None,
+        clock: Callable[[], float] | None = None,
+    ):
+        self.host, self.port = host, port
+        self.account_id = account_id
+        self.credentials = dict(credentials or DEFAULT_CREDENTIALS)
+        self._clock = clock or time.time
+        self._offset = 0.0
+        self._lock = threading.RLock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.latency_seconds = 0.0
+
+        self._users: dict[str, dict] = {}
+        self._receives_dm: dict[str, bool] = {}
+        self._follow_seq: dict[str, int] = {}  # follower id -> follow order (higher = newer)
+        self._seq = 0
+        self._next_user_id = 2_000_001
+        self._next_event_id = 1_860_000_000_000_000_001
+        self._events: list[dict] = []  # all MessageCreate events, oldest first
+        self._faults: dict[str, list] = {ep: [] for ep in ENDPOINTS}
+        self._drops = 0
+        self._windows = {ep: [_Window(lim, sec) for lim, sec in v] for ep, v in DEFAULT_RATE_LIMITS.items()}
+        self.users_returned = 0
+        self._requests: list[dict] = []
+        self._users[account_id] = self._new_user(account_id, username, name, {})
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def start(self) -> XSandbox:
+        handler = type("Handler", (_Handler,), {"sandbox": self})
+        self._server = ThreadingHTTPServer((self.host, self.port), handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        # A short poll interval keeps stop() (and so each test) fast.
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="x-sandbox", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> XSandbox:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    # ---- clock -------------------------------------------------------------------------------
+    def now(self) -> float:
+        return self._clock() + self._offset
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._offset += seconds
+
+    # ---- followers ---------------------------------------------------------------------------
+    def _new_user(self, user_id, username, name, fields) -> dict:
+        user = {
+            "id": user_id,
+            "name": name,
+            "username": username,
+            "created_at": "2020-01-01T00:00:00.000Z",
+            "description": "",
+            "profile_image_url": f"https://pbs.twimg.com/profile_images/{user_id}/normal.jpg",
+            "protected": False,
+            "verified": False,
+            "verified_type": "none",
+            "public_metrics": {"followers_count": 0, "following_count": 1, "tweet_count": 0, "listed_count": 0, "like_count": 0},
+        }
+        user.update(fields)
+        return user
+
+    def _public_user(self, user_id: str) -> dict:
+        user = copy.deepcopy(self._users[user_id])
+        user["receives_your_dm"] = self._receives_dm.get(user_id, True)
+        return user
+
+    def add_follower(self, user_id: str | None = None, *, username=None, name=None, receives_dm=True, **fields) -> dict:
+        with self._lock:
+            if user_id is None:
+                while str(self._next_user_id) in self._users:
+                    self._next_user_id += 1
+                user_id = str(self._next_user_id)
+                self._next_user_id += 1
+            user_id = str(user_id)
+            if user_id in self._users:  # known user: update what was given
+                user = self._users[user_id]
+                user.update(fields)
+                if username is not None:
+                    user["username"] = username
+                if name is not None:
+                    user["name"] = name
+            else:
+                username = username or f"user{user_id}"
+                self._users[user_id] = self._new_user(user_id, username, name or username, fields)
+            self._receives_dm[user_id] = receives_dm
+            if user_id not in self._follow_seq:  # a (re-)follow goes to the front
+                self._seq += 1
+                self._follow_seq[user_id] = self._seq
+            return self._public_user(user_id)
+
+    def add_followers(self, count: int, *, prefix="fan") -> list[dict]:
+        with self._lock:
+            out = []
+            for _ in range(count):
+                n = self._seq + 1
+                out.append(self.add_follower(username=f"{prefix}{n}", name=f"{prefix.title()} {n}"))
+            return out
+
+    def remove_follower(self, user_id: str) -> None:
+        with self._lock:
+            self._follow_seq.pop(str(user_id), None)
+
+    def follower_ids(self) -> list[str]:
+        with self._lock:
+            return self._follower_ids()
+
+    def _follower_ids(self) -> list[str]:
+        return sorted(self._follow_seq, key=self._follow_seq.__getitem__, reverse=True)
+
+    def set_receives_dm(self, user_id: str, value: bool) -> None:
+        with self._lock:
+            self._require_user(user_id)
+            self._receives_dm[str(user_id)] = value
+
+    def rename(self, user_id, *, username=None, name=None) -> None:
+        with self._lock:
+            user = self._require_user(user_id)
+            if username is not None:
+                user["username"] = username
+            if name is not None:
+                user["name"] = name
+
+    def _require_user(self, user_id) -> dict:
+        if str(user_id) not in self._users:
+            raise KeyError(f"unknown user {user_id}")
+        return self._users[str(user_id)]
+
+    # ---- DMs --------------------------------------------------------------------------------
+    def _store_event(self, sender_id: str, recipient_id: str, text: str) -> dict:
+        event_id = str(self._next_event_id)
+        self._next_event_id += 1
+        now = self.now()
+        a, b = sorted((sender_id, recipient_id), key=int)
+        event = {
+            "dm_event_id": event_id,
+            "dm_conversation_id": f"{a}-{b}",
+            "sender_id": sender_id,
+            "recipient_id": recipient_id,
+            "text": text,
+            "created_at": iso_time(now),
+            "_ts": now,
+        }
+        self._events.append(event)
+        return event
+
+    @staticmethod
+    def _record(event: dict) -> dict:
+        return {k: v for k, v in event.items() if not k.startswith("_")}
+
+    @property
+    def dm_log(self) -> list[dict]:
+        """DMs the account sent, oldest first."""
+        with self._lock:
+            return [self._record(e) for e in self._events if e["sender_id"] == self.account_id]
+
+    @property
+    def inbound_dms(self) -> list[dict]:
+        """DMs received by the account (see receive_dm), oldest first."""
+        with self._lock:
+            return [self._record(e) for e in self._events if e["sender_id"] != self.account_id]
+
+    def dms_to(self, user_id: str) -> list[dict]:
+        return [d for d in self.dm_log if d["recipient_id"] == str(user_id)]
+
+    def receive_dm(self, sender_id: str, text: str) -> dict:
+        with self._lock:
+            self._require_user(sender_id)
+            return self._record(self._store_event(str(sender_id), self.account_id, text))
+
+    # ---- records ----------------------------------------------------------------------------
+    @property
+    def requests(self) -> list[dict]:
+        with self._lock:
+            return copy.deepcopy(self._requests)
+
+    def reset_counters(self) -> None:
+        with self._lock:
+            self.users_returned = 0
+            self._requests.clear()
+
+    # ---- faults and limits ------------------------------------------------------------------
+    def fail_next(self, endpoint: str, status: int, *, count: int = 1, body: dict | str | None = None, headers: dict | None = None) -> None:
+        """Answer the next `count` requests to `endpoint` with `status` and store nothing.
+
+        Checked after auth and before rate limiting (an injected failure does not use up the
+        limit); the reply carries the current rate-limit headers plus `headers`.
+        """
+        self._check_endpoint(endpoint)
+        if body is None:
+            body = GENERIC_PROBLEMS.get(status) or {
+                "title": "Error",
+                "detail": f"Sandbox injected {status}",
+                "type": "about:blank",
+                "status": status,
+            }
+        with self._lock:
+            self._faults[endpoint].extend([(status, body, dict(headers or {}))] * count)
+
+    def drop_after_store_next(self, count: int = 1) -> None:
+        with self._lock:
+            self._drops += count
+
+    def set_rate_limit(self, endpoint: str, limit: int, window_seconds: int = 900) -> None:
+        """Set the window of this length (or the primary one) to `limit`, freshly started."""
+        self._check_endpoint(endpoint)
+        with self._lock:
+            windows = self._windows[endpoint]
+            match = [w for w in windows if w.seconds == window_seconds]
+            target = match[0] if match else windows[0]
+            target.limit, target.seconds, target.start, target.used = limit, window_seconds, None, 0
+
+    def exhaust_rate_limit(self, endpoint: str) -> None:
+        self._check_endpoint(endpoint)
+        with self._lock:
+            window = self._windows[endpoint][0]
+            window.roll(self.now())
+            window.used = window.limit
+
+    @staticmethod
+    def _check_endpoint(endpoint: str) -> None:
+        if endpoint not in ENDPOINTS:
+            raise ValueError(f"endpoint must be one of {ENDPOINTS}, not {endpoint!r}")
+
+    def _rate_headers(self, endpoint: str) -> dict:
+        now = self.now()
+        headers = {}
+        for i, w in enumerate(self._windows[endpoint]):
+            prefix = "x-rate-limit" if i == 0 else "x-user-limit-24hour"
+            headers[f"{prefix}-limit"] = str(w.limit)
+            headers[f"{prefix}-remaining"] = str(max(w.limit - w.used, 0))
+            headers[f"{prefix}-reset"] = str(w.reset_at(now))
+        return headers
+
+    def _consume(self, endpoint: str) -> bool:
+        """Count one request; False (nothing counted) if any window is used up."""
+        now = self.now()
+        windows = self._windows[endpoint]
+        for w in windows:
+            w.roll(now)
+        if any(w.used >= w.limit for w in windows):
+            return False
+        for w in windows:
+            w.used += 1
+        return True
+
+    # ---- request handling (called by the HTTP handler) --------------------------------------
+    def _route(self, method: str, path: str):
+        """Returns (endpoint, handler, path args) or raises a 404 problem."""
+        p = path.rstrip("/")
+        routes = [
+            ("GET", r"/2/users/me", "me", self._h_me),
+            ("GET", r"/2/users/([^/]+)/followers", "followers", self._h_followers),
+            ("POST", r"/2/dm_conversations/with/([^/]+)/messages", "send_dm", self._h_send_dm),
+            ("GET", r"/2/dm_events", "dm_events", self._h_dm_events),
+            ("GET", r"/2/dm_conversations/with/([^/]+)/dm_events", "dm_events", self._h_dm_with),
+            ("GET", r"/2/dm_conversations/([0-9]+-[0-9]+)/dm_events", "dm_events", self._h_dm_conv),
+        ]
+        for m, pattern, endpoint, fn in routes:
+            match = re.fullmatch(pattern, p)
+            if match and m == method:
+                return endpoint, fn, match.groups()
+        raise ApiError(404, GENERIC_PROBLEMS[404])
+
+    def handle(self, method: str, url: str, headers, body: bytes):
+        """Returns (status, headers, body) where body is dict, str, or None for 'drop the connection'."""
+        split = urlsplit(url)
+        query = dict(parse_qsl(split.query, keep_blank_values=True))
+        endpoint, fn, args = self._route(method, split.path)
+        self._authenticate(method, split.path, split.query, headers, body)
+        with self._lock:
+            if self._faults[endpoint]:
+                status, fault_body, extra = self._faults[endpoint].pop(0)
+                return status, {**self._rate_headers(endpoint), **extra}, fault_body
+            if not self._consume(endpoint):
+                return 429, self._rate_headers(endpoint), TOO_MANY_REQUESTS_BODY
+            try:
+                status, payload = fn(*args, query=query, body=body)
+            except ApiError as e:
+                status, payload = e.status, e.body
+            rate_headers = self._rate_headers(endpoint)
+            if endpoint == "send_dm" and status == 201 and self._drops:
+                self._drops -= 1
+                return status, rate_headers, None
+            return status, rate_headers, payload
+
+    def log_request(self, method: str, url: str, status) -> None:
+        split = urlsplit(url)
+        with self._lock:
+            self._requests.append(
+                {"method": method, "path": split.path, "status": status, "query": dict(parse_qsl(split.query, keep_blank_values=True))}
+            )
+
+    def _authenticate(self, method, path, raw_query, headers, body) -> None:
+        auth = headers.get("Authorization", "")
+        if not auth.startswith("OAuth "):
+            raise ApiError(401, UNAUTHORIZED_BODY)
+        try:
+            params = {k: oauth_utils.unescape(v) for k, v in oauth_utils.parse_authorization_header(auth)}
+        except (ValueError, TypeError):
+            raise ApiError(401, UNAUTHORIZED_BODY) from None
+        c = self.credentials
+        if (
+            params.get("oauth_consumer_key") != c["consumer_key"]
+            or params.get("oauth_token") != c["access_token"]
+            or params.get("oauth_signature_method") != "HMAC-SHA1"
+        ):
+            raise ApiError(401, UNAUTHORIZED_BODY)
+        # Form bodies are signed too; JSON bodies (what tweepy sends) are not.
+        form = body.decode("utf-8", "replace") if "x-www-form-urlencoded" in (headers.get("Content-Type") or "") else None
+        collected = oauth_sig.collect_parameters(uri_query=raw_query, body=form, headers={"Authorization": auth})
+        normalized = oauth_sig.normalize_parameters(collected)
+        for host in (X_HOST, self.base_url):
+            base = oauth_sig.signature_base_string(method, oauth_sig.base_string_uri(host + path), normalized)
+            expected = oauth_sig.sign_hmac_sha1(base, c["consumer_secret"], c["access_token_secret"])
+            if safe_string_equals(expected, params.get("oauth_signature", "")):
+                return
+        raise ApiError(401, UNAUTHORIZED_BODY)
+
+    # ---- parameter helpers --------------------------------------------------------------------
+    @staticmethod
+    def _check_params(query: dict, allowed: tuple) -> None:
+        for key in query:
+            if key not in allowed:
+                raise invalid_request(key, query[key], f"The query parameter [{key}] is not one of [{','.join(allowed)}]")
+
+    @staticmethod
+    def _fields(query: dict, param: str, allowed: tuple, default: tuple) -> list[str]:
+        requested = [f for f in query.get(param, "").split(",") if f]
+        for f in requested:
+            if f not in allowed:
+                raise invalid_request(param, f, f"The `{param}` query parameter value [{f}] is not one of [{','.join(allowed)}]")
+        return list(default) + [f for f in requested if f not in default]
+
+    @staticmethod
+    def _max_results(query: dict, low: int, high: int, default: int) -> int:
+        raw = query.get("max_results")
+        if raw is None:
+            return default
+        if not raw.lstrip("-").isdigit() or not low <= int(raw) <= high:
+            raise invalid_request("max_results", raw, f"The `max_results` query parameter value [{raw}] is not between {low} and {high}")
+        return int(raw)
+
+    @staticmethod
+    def _check_id(name: str, value: str, kind: str = "path") -> None:
+        if not ID_RE.match(value):
+            raise invalid_request(name, value, f"The `{name}` {kind} parameter value [{value}] does not match ^[0-9]{{1,19}}$")
+
+    # ---- endpoint handlers: run under the lock, return (status, body) --------------------------
+    def _user_view(self, user_id: str, fields: list[str]) -> dict:
+        user = self._public_user(user_id)
+        return {f: user[f] for f in fields if f in user}
+
+    def _h_me(self, *, query, body):
+        self._check_params(query, ME_PARAMS)
+        fields = self._fields(query, "user.fields", USER_FIELDS, DEFAULT_USER_KEYS)
+        return 200, {"data": self._user_view(self.account_id, fields)}
+
+    def _h_followers(self, user_id, *, query, body):
+        self._check_id("id", user_id)
+        self._check_params(query, FOLLOWERS_PARAMS)
+        max_results = self._max_results(query, 1, 1000, 100)
+        fields = self._fields(query, "user.fields", USER_FIELDS, DEFAULT_USER_KEYS)
+        if user_id not in self._users:
+            # X answers 200 with an `errors` array for a user that does not exist.
+            return 200, {
+                "errors": [
+                    {
+                        "value": user_id,
+                        "detail": f"Could not find user with id: [{user_id}].",
+                        "title": "Not Found Error",
+                        "resource_type": "user",
+                        "parameter": "id",
+                        "resource_id": user_id,
+                        "type": PROBLEMS + "resource-not-found",
+                    }
+                ]
+            }
+        ids = self._follower_ids() if user_id == self.account_id else []
+        page, meta = paginate(ids, self._follow_seq.__getitem__, query.get("pagination_token"), max_results, "f")
+        self.users_returned += len(page)
+        out = {"meta": {"result_count": len(page), **meta}}
+        if page:
+            out = {"data": [self._user_view(uid, fields) for uid in page], **out}
+        return 200, out
+
+    def _h_send_dm(self, participant_id, *, query, body):
+        self._check_id("participant_id", participant_id)
+        try:
+            payload = json.loads(body or b"null")
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            raise ApiError(
+                400,
+                {
+                    "errors": [{"message": "Request body is not valid JSON"}],
+                    "title": "Invalid Request",
+                    "detail": "One or more parameters to your request was invalid.",
+                    "type": PROBLEMS + "invalid-request",
+                },
+            )
+        extra = sorted(set(payload) - {"text", "attachments"})
+        if extra:
+            raise invalid_request(extra[0], str(payload[extra[0]]), f"[{extra[0]}] is not a valid property of the request body")
+        text = payload.get("text")
+        if payload.get("attachments"):
+            raise invalid_request("attachments", "", "Attachments are not supported by the sandbox")
+        if not isinstance(text, str) or not text:
+            raise invalid_request("text", str(text), "The `text` field must be a non-empty string")
+        if len(text) > MAX_DM_TEXT:
+            raise invalid_request("text", text[:40] + "…", f"The `text` field must be at most {MAX_DM_TEXT} characters")
+        if participant_id not in self._users:
+            raise ApiError(
+                404,
+                {
+                    "title": "Not Found Error",
+                    "type": PROBLEMS + "resource-not-found",
+                    "detail": f"Could not find user with participant_id: [{participant_id}].",
+                    "status": 404,
+                },
+            )
+        if participant_id not in self._follow_seq or not self._receives_dm.get(participant_id, True):
+            raise ApiError(403, DM_FORBIDDEN_BODY)
+        event = self._store_event(self.account_id, participant_id, text)
+        return 201, {"data": {"dm_conversation_id": event["dm_conversation_id"], "dm_event_id": event["dm_event_id"]}}
+
+    def _dm_lookup(self, query, keep: Callable[[dict], bool], family: str):
+        self._check_params(query, DM_EVENTS_PARAMS)
+        max_results = self._max_results(query, 1, 100, 100)
+        fields = self._fields(query, "dm_event.fields", DM_EVENT_FIELDS, DEFAULT_DM_KEYS)
+        types = [t for t in query.get("event_types", "").split(",") if t] or list(DM_EVENT_TYPES)
+        for t in types:
+            if t not in DM_EVENT_TYPES:
+                raise invalid_request(
+                    "event_types", t, f"The `event_types` query parameter value [{t}] is not one of [{','.join(DM_EVENT_TYPES)}]"
+                )
+        cutoff = self.now() - DM_RETENTION_SECONDS
+        events = []
+        if "MessageCreate" in types:  # the sandbox only has MessageCreate events
+            events = [e for e in reversed(self._events) if e["_ts"] >= cutoff and keep(e)]
+        page, meta = paginate(events, lambda e: int(e["dm_event_id"]), query.get("pagination_token"), max_results, family)
+        out: dict = {"meta": {"result_count": len(page), **meta}}
+        if page:
+            out = {"data": [self._event_view(e, fields) for e in page], **out}
+        return 200, out
+
+    @staticmethod
+    def _event_view(event: dict, fields: list[str]) -> dict:
+        full = {
+            "id": event["dm_event_id"],
+            "event_type": "MessageCreate",
+            "text": event["text"],
+            "sender_id": event["sender_id"],
+            "created_at": event["created_at"],
+            "dm_conversation_id": event["dm_conversation_id"],
+            "participant_ids": [event["sender_id"], event["recipient_id"]],
+        }
+        return {f: full[f] for f in fields if f in full}
+
+    def _h_dm_events(self, *, query, body):
+        return self._dm_lookup(query, lambda e: True, "d")
+
+    def _h_dm_with(self, participant_id, *, query, body):
+        self._check_id("participant_id", participant_id)
+        return self._dm_lookup(query, lambda e: participant_id in (e["sender_id"], e["recipient_id"]), "c")
+
+    def _h_dm_conv(self, conversation_id, *, query, body):
+        return self._dm_lookup(query, lambda e: e["dm_conversation_id"] == conversation_id, "c")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    sandbox: XSandbox
+    protocol_version = "HTTP/1.1"  # keep-alive, like the real API; every reply has Content-Length
+    server_version = "XSandbox/1.0"
+
+    def log_message(self, format, *args):  # keep test output quiet
+        pass
+
+    def _serve(self, method: str) -> None:
+        sandbox = self.sandbox
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        try:
+            status, headers, payload = sandbox.handle(method, self.path, self.headers, body)
+        except ApiError as e:
+            status, headers, payload = e.status, {}, e.body
+        except Exception:  # never let a bug kill the connection thread silently
+            status, headers, payload = 500, {}, GENERIC_PROBLEMS[500]
+        if sandbox.latency_seconds:
+            time.sleep(sandbox.latency_seconds)
+        if payload is None:  # stored, but the client never learns the outcome
+            sandbox.log_request(method, self.path, None)
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if isinstance(payload, str):
+            data = payload.encode()
+        else:
+            data = json.dumps(payload).encode()
+        sandbox.log_request(method, self.path, status)
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        self._serve("GET")
+
+    def do_POST(self):
+        self._serve("POST")
+
+    def do_PUT(self):
+        self._serve("PUT")
+
+    def do_DELETE(self):
+        self._serve("DELETE")

@@ -1,0 +1,89 @@
+"""Integration fixtures: the real handler, real tweepy over HTTP to the X sandbox, and
+DynamoDB and Secrets Manager served by moto in server mode."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from sandbox import XSandbox
+from tools.local_aws import LOCAL_NAMES, LocalAws
+from tools.local_run import LambdaContext, LocalFunction, event_for_slot
+
+
+@pytest.fixture(scope="session")
+def local_aws():
+    with LocalAws() as aws:
+        yield aws
+
+
+@pytest.fixture
+def x():
+    with XSandbox() as sandbox:
+        sandbox.add_followers(120, prefix="early")
+        yield sandbox
+
+
+class Stack:
+    """One deployed-like stack: invoke it slot after slot and look into its ledger."""
+
+    def __init__(self, aws: LocalAws, x: XSandbox):
+        self.aws = aws
+        self.x = x
+        # Courtesy's clock follows the sandbox's, so tests can move time for both.
+        self.function = LocalFunction(aws, x.base_url, clock=lambda: datetime.fromtimestamp(x.now(), UTC), DRY_RUN="false")
+        self.slot = datetime(2026, 11, 26, 2, 15, tzinfo=UTC)
+
+    def run(self, event: dict[str, Any] | None = None, *, context: LambdaContext | None = None, **env: str) -> dict[str, Any]:
+        """One scheduled run at the next slot (or with the given event)."""
+        if event is None:
+            self.slot += timedelta(minutes=15)
+            event = event_for_slot(self.slot)
+        return self.function.invoke(event, context, **env)
+
+    def ledger_items(self) -> dict[str, dict[str, str]]:
+        items: dict[str, dict[str, str]] = {}
+        kwargs: dict[str, Any] = {"TableName": LOCAL_NAMES["LedgerTable"]}
+        client = self.aws.client("dynamodb")
+        while True:
+            page = client.scan(**kwargs)
+            for item in page["Items"]:
+                items[item["follower_id"]["S"]] = {k: next(iter(v.values())) for k, v in item.items()}
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def state_of(self, follower_id: str) -> str:
+        return self.ledger_items()[follower_id]["state"]
+
+    def welcomes_per_follower(self) -> dict[str, int]:
+        """From the sandbox's own record of DMs, not from anything Courtesy counted."""
+        counts: dict[str, int] = {}
+        for dm in self.x.dm_log:
+            counts[dm["recipient_id"]] = counts.get(dm["recipient_id"], 0) + 1
+        return counts
+
+
+@pytest.fixture
+def stack(local_aws, x):
+    local_aws.reset()
+    local_aws.create_stack_resources(x.credentials)
+    return Stack(local_aws, x)
+
+
+@pytest.fixture
+def log_lines():
+    """The function's JSON log lines, captured from its own logger."""
+    from courtesy.observability import logger
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logger.registered_formatter)
+    logger.addHandler(handler)
+    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    logger.removeHandler(handler)

@@ -1,0 +1,503 @@
+"""Drive the X API v2 sandbox through real tweepy calls and plain requests over HTTP."""
+
+import re
+import threading
+import time
+
+import pytest
+import requests
+import tweepy
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from requests.adapters import HTTPAdapter
+from requests_oauthlib import OAuth1
+
+from sandbox import USAGE_CAPPED_BODY, XSandbox
+from sandbox.x_sandbox import paginate
+
+X_HOST = "https://api.twitter.com"
+ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+class RedirectAdapter(HTTPAdapter):
+    """Sends tweepy's hard-coded https://api.twitter.com requests to the sandbox instead."""
+
+    def __init__(self, base_url: str):
+        super().__init__()
+        self.base_url = base_url
+
+    def send(self, request, **kwargs):
+        request.url = self.base_url + request.url[len(X_HOST) :]
+        return super().send(request, **kwargs)
+
+
+def make_client(sandbox: XSandbox, return_type=tweepy.Response, **credentials) -> tweepy.Client:
+    client = tweepy.Client(**{**sandbox.credentials, **credentials}, return_type=return_type)
+    client.session.mount(X_HOST + "/", RedirectAdapter(sandbox.base_url))
+    return client
+
+
+def oauth(sandbox: XSandbox) -> OAuth1:
+    c = sandbox.credentials
+    return OAuth1(c["consumer_key"], c["consumer_secret"], c["access_token"], c["access_token_secret"])
+
+
+@pytest.fixture
+def sandbox():
+    with XSandbox() as sb:
+        yield sb
+
+
+@pytest.fixture
+def client(sandbox):
+    return make_client(sandbox)
+
+
+@pytest.fixture
+def raw(sandbox):
+    """A tweepy client that returns requests.Response, to read headers and raw bodies."""
+    return make_client(sandbox, return_type=requests.Response)
+
+
+def followers(client, sandbox, **params):
+    return client.get_users_followers(sandbox.account_id, user_auth=True, **params)
+
+
+def send(client, participant_id, text="Welcome!"):
+    return client.create_direct_message(participant_id=participant_id, text=text, user_auth=True)
+
+
+# ---- users/me and auth ------------------------------------------------------------------------
+
+
+def test_get_me(client, sandbox):
+    me = client.get_me(user_auth=True).data
+    assert (me.id, me.username, me.name) == (1000, "courtesy_demo", "Courtesy Demo")
+
+
+def test_signature_for_sandbox_url_is_accepted_too(sandbox):
+    r = requests.get(sandbox.base_url + "/2/users/me", auth=oauth(sandbox), timeout=5, params={"user.fields": "created_at"})
+    assert r.status_code == 200
+    assert r.json()["data"] == {
+        "id": "1000",
+        "name": "Courtesy Demo",
+        "username": "courtesy_demo",
+        "created_at": "2020-01-01T00:00:00.000Z",
+    }
+
+
+@pytest.mark.parametrize(
+    "override", [{"consumer_secret": "wrong"}, {"access_token_secret": "wrong"}, {"access_token": "2000-other"}, {"consumer_key": "other"}]
+)
+def test_wrong_credentials_are_401(sandbox, override):
+    client = make_client(sandbox, **override)
+    with pytest.raises(tweepy.Unauthorized) as exc:
+        client.get_me(user_auth=True)
+    assert exc.value.response.json() == {"title": "Unauthorized", "type": "about:blank", "status": 401, "detail": "Unauthorized"}
+
+
+def test_missing_or_bearer_auth_is_401(sandbox):
+    assert requests.get(sandbox.base_url + "/2/users/me", timeout=5).status_code == 401
+    bearer = requests.get(sandbox.base_url + "/2/users/me", headers={"Authorization": "Bearer x"}, timeout=5)
+    assert bearer.status_code == 401
+
+
+def test_unknown_path_is_404_problem(sandbox):
+    r = requests.get(sandbox.base_url + "/2/tweets", auth=oauth(sandbox), timeout=5)
+    assert r.status_code == 404
+    assert r.json()["type"].endswith("/resource-not-found")
+
+
+# ---- followers ---------------------------------------------------------------------------------
+
+
+def test_followers_paging_newest_first(client, sandbox):
+    added = sandbox.add_followers(25)
+    expected = [u["id"] for u in reversed(added)]
+    assert sandbox.follower_ids() == expected
+
+    seen, token, pages = [], None, []
+    while True:
+        resp = followers(client, sandbox, max_results=10, pagination_token=token)
+        pages.append(resp.meta)
+        seen += [str(u.id) for u in resp.data]
+        token = resp.meta.get("next_token")
+        if not token:
+            break
+    assert seen == expected
+    assert [m["result_count"] for m in pages] == [10, 10, 5]
+    assert "previous_token" not in pages[0] and "previous_token" in pages[1]
+    assert sandbox.users_returned == 25
+
+
+def test_pagination_tokens_stable_under_insertions_and_removals(client, sandbox):
+    sandbox.add_followers(30)
+    before = sandbox.follower_ids()
+    first = followers(client, sandbox, max_results=10)
+    sandbox.add_followers(5, prefix="late")  # new followers land at the front
+    sandbox.remove_follower(before[12])  # someone on page 2 unfollows
+    second = followers(client, sandbox, max_results=10, pagination_token=first.meta["next_token"])
+    assert [str(u.id) for u in second.data] == before[10:12] + before[13:21]
+
+    # previous_token from page 2 leads back to the 10 users just newer than page 2
+    back = followers(client, sandbox, max_results=10, pagination_token=second.meta["previous_token"])
+    assert [str(u.id) for u in back.data] == before[:10]
+
+
+def test_refollow_goes_to_front(sandbox):
+    users = sandbox.add_followers(3)
+    sandbox.remove_follower(users[0]["id"])
+    assert users[0]["id"] not in sandbox.follower_ids()
+    sandbox.add_follower(users[0]["id"])
+    assert sandbox.follower_ids() == [users[0]["id"], users[2]["id"], users[1]["id"]]
+
+
+def test_user_fields_filtering(client, sandbox):
+    sandbox.add_follower(
+        "42",
+        username="alice",
+        name="Alice",
+        protected=True,
+        public_metrics={"followers_count": 7, "following_count": 3, "tweet_count": 1, "listed_count": 0},
+    )
+    sandbox.add_follower("43", username="bob", receives_dm=False)
+    plain = make_client(sandbox, return_type=dict)
+    default = plain.get_users_followers(sandbox.account_id, user_auth=True)
+    assert default["data"][1] == {"id": "42", "name": "Alice", "username": "alice"}
+
+    rich = plain.get_users_followers(sandbox.account_id, user_auth=True, user_fields=["protected", "public_metrics", "receives_your_dm"])
+    bob, alice = rich["data"]
+    assert set(alice) == {"id", "name", "username", "protected", "public_metrics", "receives_your_dm"}
+    assert alice["protected"] is True and alice["public_metrics"]["followers_count"] == 7
+    assert (alice["receives_your_dm"], bob["receives_your_dm"]) == (True, False)
+
+    with pytest.raises(tweepy.BadRequest):
+        followers(client, sandbox, user_fields=["shoe_size"])
+
+
+def test_users_returned_and_request_log(client, sandbox):
+    sandbox.add_followers(7)
+    followers(client, sandbox, max_results=5)
+    followers(client, sandbox, max_results=5, pagination_token=followers(client, sandbox, max_results=5).meta["next_token"])
+    assert sandbox.users_returned == 5 + 5 + 2
+    log = sandbox.requests
+    assert [r["status"] for r in log] == [200, 200, 200]
+    assert log[0]["path"] == "/2/users/1000/followers" and log[0]["query"]["max_results"] == "5"
+
+    sandbox.reset_counters()
+    assert sandbox.users_returned == 0 and sandbox.requests == []
+
+
+def test_empty_followers_page_has_no_data_key(sandbox):
+    body = make_client(sandbox, return_type=dict).get_users_followers(sandbox.account_id, user_auth=True)
+    assert body == {"meta": {"result_count": 0}}
+
+
+@pytest.mark.parametrize("value", [0, 1001])
+def test_max_results_out_of_range_is_400(client, sandbox, value):
+    with pytest.raises(tweepy.BadRequest) as exc:
+        followers(client, sandbox, max_results=value)
+    body = exc.value.response.json()
+    assert body["title"] == "Invalid Request"
+    assert body["type"] == "https://api.twitter.com/2/problems/invalid-request"
+    assert body["errors"][0]["parameters"] == {"max_results": [str(value)]}
+
+
+@pytest.mark.parametrize("token", ["garbage!", "ZZZZZZZZ", "MRXDUMZR"])
+def test_garbled_pagination_token_is_400(client, sandbox, token):
+    sandbox.add_followers(3)
+    with pytest.raises(tweepy.BadRequest) as exc:
+        followers(client, sandbox, pagination_token=token)
+    assert "pagination_token" in exc.value.response.json()["errors"][0]["parameters"]
+
+
+def test_followers_of_unknown_user_is_200_with_errors(sandbox):
+    body = make_client(sandbox, return_type=dict).get_users_followers("999999", user_auth=True)
+    assert "data" not in body
+    assert body["errors"][0]["type"] == "https://api.twitter.com/2/problems/resource-not-found"
+
+
+# ---- sending DMs -------------------------------------------------------------------------------
+
+
+def test_send_dm_201_and_dm_log(raw, client, sandbox):
+    fan = sandbox.add_follower("2500")
+    r = raw.create_direct_message(participant_id=fan["id"], text="Hi there", user_auth=True)
+    assert r.status_code == 201
+    data = r.json()["data"]
+    assert data["dm_conversation_id"] == "1000-2500"
+    assert data["dm_event_id"].isdigit()
+
+    second = send(client, fan["id"], "Again").data
+    assert int(second["dm_event_id"]) > int(data["dm_event_id"])
+    log = sandbox.dm_log
+    assert [d["text"] for d in log] == ["Hi there", "Again"]
+    assert log[0] == {
+        "dm_event_id": data["dm_event_id"],
+        "dm_conversation_id": "1000-2500",
+        "sender_id": "1000",
+        "recipient_id": "2500",
+        "text": "Hi there",
+        "created_at": log[0]["created_at"],
+    }
+    assert ISO_MS.match(log[0]["created_at"])
+    assert sandbox.dms_to("2500") == log and sandbox.dms_to("1") == []
+
+
+def test_conversation_id_is_smaller_then_larger(client, sandbox):
+    sandbox.add_follower("7")
+    assert send(client, "7").data["dm_conversation_id"] == "7-1000"
+
+
+def test_dm_forbidden_when_recipient_refuses_or_does_not_follow(client, sandbox):
+    closed = sandbox.add_follower(receives_dm=False)
+    later = sandbox.add_follower()
+    sandbox.set_receives_dm(later["id"], False)
+    gone = sandbox.add_follower()
+    sandbox.remove_follower(gone["id"])
+    for user in (closed, later, gone):
+        with pytest.raises(tweepy.Forbidden) as exc:
+            send(client, user["id"])
+        assert exc.value.response.json() == {
+            "detail": "You are not permitted to send Direct Messages to this user.",
+            "type": "about:blank",
+            "title": "Forbidden",
+            "status": 403,
+        }
+    assert sandbox.dm_log == []
+
+
+def test_dm_text_limits(client, sandbox):
+    fan = sandbox.add_follower()
+    with pytest.raises(tweepy.BadRequest) as exc:
+        send(client, fan["id"], "x" * 10_001)
+    assert exc.value.response.json()["type"].endswith("/invalid-request")
+    with pytest.raises(tweepy.BadRequest):
+        send(client, fan["id"], "")
+    assert send(client, fan["id"], "x" * 10_000).data["dm_event_id"]
+    assert len(sandbox.dm_log) == 1
+
+
+def test_dm_bad_bodies_and_unknown_participant(sandbox):
+    url = sandbox.base_url + "/2/dm_conversations/with/{}/messages"
+    sandbox.add_follower("55")
+    assert requests.post(url.format("55"), json={"text": "a", "extra": 1}, auth=oauth(sandbox), timeout=5).status_code == 400
+    assert (
+        requests.post(
+            url.format("55"), data="{oops", auth=oauth(sandbox), timeout=5, headers={"Content-Type": "application/json"}
+        ).status_code
+        == 400
+    )
+    assert requests.post(url.format("abc"), json={"text": "a"}, auth=oauth(sandbox), timeout=5).status_code == 400
+    assert requests.post(url.format("987654"), json={"text": "a"}, auth=oauth(sandbox), timeout=5).status_code == 404
+    assert sandbox.dm_log == []
+
+
+def test_concurrent_sends_get_unique_ids(sandbox):
+    fans = sandbox.add_followers(10)
+    sandbox.set_rate_limit("send_dm", 100)
+    results = []
+
+    def worker(uid):
+        results.append(send(make_client(sandbox), uid).data["dm_event_id"])
+
+    threads = [threading.Thread(target=worker, args=(f["id"],)) for f in fans]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(results)) == 10 and len(sandbox.dm_log) == 10
+
+
+# ---- rate limits -------------------------------------------------------------------------------
+
+
+def test_rate_limit_headers_429_and_window_reset(raw, client, sandbox):
+    sandbox.set_rate_limit("followers", 3)
+    start = sandbox.now()
+    remaining = []
+    for _ in range(3):
+        r = raw.get_users_followers(sandbox.account_id, user_auth=True)
+        assert r.headers["x-rate-limit-limit"] == "3"
+        remaining.append(r.headers["x-rate-limit-remaining"])
+    assert remaining == ["2", "1", "0"]
+    reset = int(r.headers["x-rate-limit-reset"])
+    assert start + 900 <= reset <= start + 902
+
+    with pytest.raises(tweepy.TooManyRequests) as exc:
+        followers(client, sandbox)
+    assert exc.value.reset_time == reset
+    assert exc.value.response.headers["x-rate-limit-remaining"] == "0"
+    assert exc.value.response.json() == {"title": "Too Many Requests", "detail": "Too Many Requests", "type": "about:blank", "status": 429}
+
+    sandbox.advance(901)
+    r = raw.get_users_followers(sandbox.account_id, user_auth=True)
+    assert r.status_code == 200 and r.headers["x-rate-limit-remaining"] == "2"
+
+
+def test_send_dm_default_limits_and_24_hour_cap(raw, client, sandbox):
+    fan = sandbox.add_follower()
+    r = raw.create_direct_message(participant_id=fan["id"], text="1", user_auth=True)
+    assert (r.headers["x-rate-limit-limit"], r.headers["x-rate-limit-remaining"]) == ("15", "14")
+    assert (r.headers["x-user-limit-24hour-limit"], r.headers["x-user-limit-24hour-remaining"]) == ("1440", "1439")
+    assert int(r.headers["x-user-limit-24hour-reset"]) >= sandbox.now() + 86399
+
+    sandbox.set_rate_limit("send_dm", 2, window_seconds=86400)
+    send(client, fan["id"], "2")
+    send(client, fan["id"], "3")
+    with pytest.raises(tweepy.TooManyRequests) as exc:
+        send(client, fan["id"], "4")
+    assert exc.value.response.headers["x-user-limit-24hour-remaining"] == "0"
+    assert exc.value.response.headers["x-rate-limit-remaining"] == "12"
+    sandbox.advance(900)  # the 15-minute window resets, the daily cap does not
+    with pytest.raises(tweepy.TooManyRequests):
+        send(client, fan["id"], "5")
+    sandbox.advance(86400)
+    send(client, fan["id"], "6")
+    assert [d["text"] for d in sandbox.dm_log] == ["1", "2", "3", "6"]
+
+
+def test_exhaust_rate_limit(client, sandbox):
+    sandbox.exhaust_rate_limit("me")
+    with pytest.raises(tweepy.TooManyRequests):
+        client.get_me(user_auth=True)
+    sandbox.advance(900)
+    assert client.get_me(user_auth=True).data.username == "courtesy_demo"
+
+
+# ---- injected faults ---------------------------------------------------------------------------
+
+
+def test_fail_next_503_with_empty_body(client, sandbox):
+    fan = sandbox.add_follower()
+    sandbox.fail_next("send_dm", 503, body="")
+    with pytest.raises(tweepy.TwitterServerError) as exc:
+        send(client, fan["id"])
+    assert exc.value.response.status_code == 503 and exc.value.response.text == ""
+    assert sandbox.dm_log == []
+    send(client, fan["id"])  # only the next request failed
+    assert len(sandbox.dm_log) == 1
+
+
+def test_fail_next_malformed_json(client, sandbox):
+    sandbox.add_followers(2)
+    sandbox.fail_next("followers", 502, body="{not json")
+    with pytest.raises(tweepy.TwitterServerError) as exc:
+        followers(client, sandbox)
+    assert exc.value.response.text == "{not json"
+    sandbox.fail_next("followers", 200, body="{not json")
+    with pytest.raises(requests.JSONDecodeError):
+        followers(client, sandbox)
+    assert sandbox.users_returned == 0
+    assert len(followers(client, sandbox).data) == 2
+
+
+def test_fail_next_count_and_usage_capped(client, sandbox):
+    sandbox.fail_next("me", 429, count=2, body=USAGE_CAPPED_BODY, headers={"x-extra": "1"})
+    for _ in range(2):
+        with pytest.raises(tweepy.TooManyRequests) as exc:
+            client.get_me(user_auth=True)
+        assert exc.value.response.json()["type"] == "https://api.twitter.com/2/problems/usage-capped"
+        assert exc.value.response.headers["x-extra"] == "1"
+    assert client.get_me(user_auth=True).data.id == 1000
+    with pytest.raises(ValueError):
+        sandbox.fail_next("tweets", 500)
+
+
+def test_drop_after_store_next(client, sandbox):
+    fan = sandbox.add_follower()
+    sandbox.drop_after_store_next()
+    with pytest.raises(requests.exceptions.ConnectionError):
+        send(client, fan["id"], "lost reply")
+    assert [d["text"] for d in sandbox.dm_log] == ["lost reply"]  # stored exactly once
+    assert send(client, fan["id"], "next").data["dm_conversation_id"].endswith(fan["id"])
+    assert len(sandbox.dms_to(fan["id"])) == 2
+    assert [r["status"] for r in sandbox.requests] == [None, 201]
+
+
+def test_latency(client, sandbox):
+    sandbox.latency_seconds = 0.2
+    t0 = time.monotonic()
+    client.get_me(user_auth=True)
+    assert time.monotonic() - t0 >= 0.2
+
+
+def test_handler_bug_is_500_and_server_survives(client, sandbox, monkeypatch):
+    monkeypatch.setattr(sandbox, "_h_me", lambda **kw: 1 / 0)
+    with pytest.raises(tweepy.TwitterServerError):
+        client.get_me(user_auth=True)
+    monkeypatch.undo()
+    assert client.get_me(user_auth=True).data.id == 1000
+
+
+# ---- DM event lookups --------------------------------------------------------------------------
+
+
+def test_dm_events_lookup(client, sandbox):
+    a, b = sandbox.add_follower("11"), sandbox.add_follower("12")
+    sent_a = send(client, a["id"], "welcome a").data["dm_event_id"]
+    send(client, b["id"], "welcome b")
+    reply = sandbox.receive_dm(a["id"], "thanks!")
+    assert sandbox.inbound_dms == [reply] and len(sandbox.dm_log) == 2
+
+    events = client.get_direct_message_events(
+        dm_event_fields=["sender_id", "created_at", "dm_conversation_id"], event_types="MessageCreate", user_auth=True
+    )
+    assert [e.text for e in events.data] == ["thanks!", "welcome b", "welcome a"]
+    assert events.data[0].sender_id == 11 and events.data[2].id == int(sent_a)
+    assert events.data[0].dm_conversation_id == "11-1000"
+    assert events.meta["result_count"] == 3
+
+    with_a = client.get_direct_message_events(participant_id=a["id"], user_auth=True)
+    assert [e.text for e in with_a.data] == ["thanks!", "welcome a"]
+    by_conv = client.get_direct_message_events(dm_conversation_id="12-1000", user_auth=True)
+    assert [e.text for e in by_conv.data] == ["welcome b"]
+
+    raw = make_client(sandbox, return_type=dict).get_direct_message_events(user_auth=True)
+    assert set(raw["data"][0]) == {"id", "event_type", "text"}
+
+
+def test_dm_events_paging_and_retention(client, sandbox):
+    fan = sandbox.add_follower()
+    sandbox.set_rate_limit("send_dm", 100)
+    sandbox.set_rate_limit("dm_events", 100)
+    for i in range(5):
+        send(client, fan["id"], f"m{i}")
+    first = client.get_direct_message_events(max_results=2, user_auth=True)
+    second = client.get_direct_message_events(max_results=2, user_auth=True, pagination_token=first.meta["next_token"])
+    assert [e.text for e in first.data + second.data] == ["m4", "m3", "m2", "m1"]
+    with pytest.raises(tweepy.BadRequest):
+        client.get_direct_message_events(max_results=101, user_auth=True)
+
+    sandbox.advance(31 * 86400)  # events older than 30 days are gone
+    assert client.get_direct_message_events(user_auth=True).meta == {"result_count": 0}
+    assert len(sandbox.dm_log) == 5  # the sandbox's own record keeps them
+
+
+def test_dm_events_rate_limit_is_shared_by_both_lookups(client, sandbox):
+    sandbox.set_rate_limit("dm_events", 2)
+    client.get_direct_message_events(user_auth=True)
+    client.get_direct_message_events(participant_id="1", user_auth=True)
+    with pytest.raises(tweepy.TooManyRequests):
+        client.get_direct_message_events(user_auth=True)
+
+
+# ---- cursor property (pure function, no HTTP) --------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(initial=st.integers(0, 40), page_size=st.integers(1, 12), arrivals=st.lists(st.integers(0, 5), max_size=8))
+def test_paging_sees_every_original_follower_once_despite_arrivals(initial, page_size, arrivals):
+    seqs = list(range(initial, 0, -1))  # newest-first follow sequence numbers
+    newest, seen, token = initial, [], None
+    for arriving in arrivals + [0] * 50:
+        page, meta = paginate(seqs, lambda s: s, token, page_size, "f")
+        seen += page
+        token = meta.get("next_token")
+        if not token:
+            break
+        new = list(range(newest + arriving, newest, -1))
+        newest += arriving
+        seqs = new + seqs
+    # every follower present at the start, exactly once, newest-first; no later arrival slips in
+    assert seen == list(range(initial, 0, -1))

@@ -1,0 +1,139 @@
+"""A local AWS for the demo and the tests: DynamoDB and Secrets Manager served by
+moto in server mode over HTTP, with the tables and the secret made from template.yaml.
+
+The function's environment is resolved from the template too, so local runs use
+exactly the variables a deployed stack gives it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import boto3
+import requests
+import yaml
+from moto.server import ThreadedMotoServer
+
+TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
+FUNCTION = "CourtesyFunction"
+LOCAL_NAMES = {"LedgerTable": "courtesy-ledger", "IdempotencyTable": "courtesy-idempotency", "XCredentialsSecret": "courtesy/x-credentials"}
+FAKE_AWS_KEYS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """Reads CloudFormation YAML, keeping short-form intrinsics (!Ref X) as {"Ref": X}."""
+
+
+def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {name: value}
+
+
+_CfnLoader.add_multi_constructor("!", _intrinsic)
+
+
+def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
+    with open(path) as handle:
+        return yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+
+
+def function_environment(template: dict[str, Any], overrides: dict[str, str] | None = None) -> dict[str, str]:
+    """The function's environment as the template defines it, with parameters at their defaults."""
+    params = {name: str(p.get("Default", "")) for name, p in template.get("Parameters", {}).items()}
+    env = dict(template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {}))
+    env.update(template["Resources"][FUNCTION]["Properties"]["Environment"]["Variables"])
+    resolved = {}
+    for key, value in env.items():
+        if isinstance(value, dict) and "Ref" in value:
+            ref = value["Ref"]
+            value = params[ref] if ref in params else LOCAL_NAMES[ref]
+        resolved[key] = str(value)
+    resolved.update(overrides or {})
+    return resolved
+
+
+class LocalAws:
+    """moto in server mode on a free loopback port, plus the stack's tables and secret."""
+
+    def __init__(self, template: dict[str, Any] | None = None):
+        self.template = template or load_template()
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.endpoint = ""
+
+    def start(self) -> LocalAws:
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def __enter__(self) -> LocalAws:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def client_env(self) -> dict[str, str]:
+        """What a boto3 client needs to talk to this local AWS (standard variables only)."""
+        return {"AWS_ENDPOINT_URL": self.endpoint, **FAKE_AWS_KEYS}
+
+    def client(self, service: str) -> Any:
+        return boto3.client(
+            service, endpoint_url=self.endpoint, region_name="us-east-1", aws_access_key_id="local", aws_secret_access_key="local"
+        )
+
+    def reset(self) -> None:
+        requests.post(f"{self.endpoint}/moto-api/reset", timeout=10).raise_for_status()
+
+    def create_stack_resources(self, credentials: dict[str, str] | None) -> None:
+        """Create the template's tables (same keys and indexes) and the credentials secret."""
+        dynamodb = self.client("dynamodb")
+        for logical, resource in self.template["Resources"].items():
+            if resource["Type"] != "AWS::DynamoDB::Table":
+                continue
+            props = resource["Properties"]
+            table = {
+                "TableName": LOCAL_NAMES[logical],
+                "KeySchema": props["KeySchema"],
+                "AttributeDefinitions": props["AttributeDefinitions"],
+                "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+            }
+            if props.get("GlobalSecondaryIndexes"):
+                table["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+            dynamodb.create_table(**table)
+            ttl = props.get("TimeToLiveSpecification")
+            if ttl:
+                dynamodb.update_time_to_live(TableName=table["TableName"], TimeToLiveSpecification=ttl)
+        if credentials is not None:
+            self.client("secretsmanager").create_secret(Name=LOCAL_NAMES["XCredentialsSecret"], SecretString=json.dumps(credentials))
+
+
+def apply_environment(env: dict[str, str]) -> dict[str, str | None]:
+    """Set variables for an in-process handler run; returns what to restore."""
+    previous = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    return previous
+
+
+def restore_environment(previous: dict[str, str | None]) -> None:
+    for key, value in previous.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

@@ -1,0 +1,78 @@
+"""Run the real Lambda handler in this process, as `sam local invoke -e events/...` would,
+against a local X sandbox and local AWS. Used by the demo and the integration tests."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from aws_lambda_powertools.utilities import parameters
+
+from tools.local_aws import LocalAws, apply_environment, function_environment, restore_environment
+
+EVENTS = Path(__file__).resolve().parent.parent / "events"
+
+
+def load_event(name: str = "schedule.json") -> dict[str, Any]:
+    return json.loads((EVENTS / name).read_text())
+
+
+def event_for_slot(slot: datetime) -> dict[str, Any]:
+    """The scheduler's event for one schedule slot (same shape as events/schedule.json)."""
+    event = load_event()
+    event["scheduled_time"] = slot.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return event
+
+
+@dataclass
+class LambdaContext:
+    """What Lambda passes as context; the remaining time counts down from `timeout_ms`."""
+
+    function_name: str = "courtesy-local"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:courtesy-local"
+    aws_request_id: str = ""
+    timeout_ms: int = 300_000
+
+    def __post_init__(self) -> None:
+        self.aws_request_id = self.aws_request_id or str(uuid.uuid4())
+        self._started = datetime.now(UTC)
+
+    def get_remaining_time_in_millis(self) -> int:
+        spent = (datetime.now(UTC) - self._started) / timedelta(milliseconds=1)
+        return max(0, int(self.timeout_ms - spent))
+
+
+class LocalFunction:
+    """The deployed function's environment, pointed at local peers."""
+
+    def __init__(self, aws: LocalAws, x_base_url: str, *, clock: Callable[[], datetime] | None = None, **overrides: str):
+        self.clock = clock
+        self.env = function_environment(
+            aws.template,
+            {
+                **aws.client_env,
+                "X_API_BASE_URL": x_base_url,
+                "POWERTOOLS_TRACE_DISABLED": "true",
+                "AWS_LAMBDA_FUNCTION_NAME": "courtesy-local",
+                **overrides,
+            },
+        )
+
+    def invoke(self, event: dict[str, Any], context: LambdaContext | None = None, **overrides: str) -> dict[str, Any]:
+        from courtesy import app  # imported late: the module must see this run's environment
+
+        previous = apply_environment({**self.env, **overrides})
+        try:
+            # A fresh container each time: settings and clients are rebuilt from this environment.
+            app.runtime.cache_clear()
+            parameters.clear_caches()
+            app.clock = self.clock or app.utc_now
+            return app.lambda_handler(event, context or LambdaContext())
+        finally:
+            restore_environment(previous)
