@@ -67,9 +67,9 @@ def function_environment(template: dict[str, Any], overrides: dict[str, str] | N
 class LocalAws:
     """moto in server mode on a free loopback port, plus the stack's tables and secret."""
 
-    def __init__(self, template: dict[str, Any] | None = None):
+    def __init__(self, template: dict[str, Any] | None = None, *, host: str = "127.0.0.1", port: int = 0):
         self.template = template or load_template()
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
         self.endpoint = ""
 
     def start(self) -> LocalAws:
@@ -137,3 +137,29 @@ def restore_environment(previous: dict[str, str | None]) -> None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+def main() -> None:
+    """`python -m tools.local_aws --port 5000`: a local AWS for `sam local invoke`, until Ctrl-C."""
+    import argparse
+    import time
+
+    from sandbox import DEFAULT_CREDENTIALS
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 lets sam local's container reach it")
+    parser.add_argument("--port", type=int, default=5000)
+    args = parser.parse_args()
+    with LocalAws(host=args.host, port=args.port) as aws:
+        aws.create_stack_resources(DEFAULT_CREDENTIALS)
+        print(f"Local AWS at {aws.endpoint}: tables {LOCAL_NAMES['LedgerTable']}, {LOCAL_NAMES['IdempotencyTable']};")
+        print(f"secret {LOCAL_NAMES['XCredentialsSecret']} holds the X sandbox's credentials. Ctrl-C stops.")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
