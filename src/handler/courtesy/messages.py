@@ -12,9 +12,8 @@ import string
 from dataclasses import dataclass
 
 from courtesy.errors import ConfigurationError
+from courtesy.x_limits import DM_TEXT_LIMIT
 
-# X's limit for the text of one direct message (X API v2, POST /2/dm_conversations/with/:id/messages).
-DM_TEXT_LIMIT = 10_000
 # X display names are at most 50 characters, usernames 15; leave room for both.
 _LONGEST_RENDERED_FIELD = 50
 PLACEHOLDERS = ("name", "first_name", "username")

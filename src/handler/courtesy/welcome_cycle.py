@@ -32,7 +32,8 @@ from courtesy.errors import (
 from courtesy.ledger import Ledger, Meta, State
 from courtesy.observability import logger
 from courtesy.settings import Settings
-from courtesy.x_account import FOLLOWERS_PAGE_MAX, XAccount
+from courtesy.x_account import XAccount
+from courtesy.x_limits import FOLLOWERS_PAGE_MAX
 
 # The default baseline reads one page this size, whatever the account's size.
 BASELINE_PAGE_SIZE = 50

@@ -27,12 +27,11 @@ from courtesy.errors import (
     UnexpectedAnswer,
     XUnavailable,
 )
+from courtesy.x_limits import FOLLOWERS_PAGE_MAX
 
 CREDENTIAL_KEYS = ("consumer_key", "consumer_secret", "access_token", "access_token_secret")
 # Profile fields asked for in the same followers call, so later filters cost no extra request.
 FOLLOWER_FIELDS = ["created_at", "profile_image_url", "protected", "public_metrics", "verified", "receives_your_dm"]
-# X's documented bounds for max_results on GET /2/users/:id/followers.
-FOLLOWERS_PAGE_MAX = 1000
 # (connect, read) seconds: a Lambda must never hang on one request.
 TIMEOUTS = (3.05, 15)
 # 403 problem types that are about the app or its tokens, not about the recipient.

@@ -1,0 +1,25 @@
+"""X's published limits and prices, in one place. They change: check the sources.
+
+Courtesy never relies on the rate limits below at run time (it reads the
+x-rate-limit-* headers of every answer); they are here for sizing, the
+benchmark's cost estimates and the docs.
+"""
+
+# Rate limits, per user (X API v2 rate-limit page, docs.x.com/x-api/fundamentals/rate-limits).
+FOLLOWERS_LOOKUP_PER_15_MIN = 300
+DM_SEND_PER_15_MIN = 15
+DM_SEND_PER_24_H = 1_440
+DM_LOOKUP_PER_15_MIN = 15
+
+# Pay-per-use prices in US dollars (X API pricing, pay-per-use launched February 2026).
+# A resource read again in the same UTC day is billed once (X calls this a soft guarantee).
+PRICE_PER_FOLLOWER_READ = 0.010
+PRICE_PER_OWNED_FOLLOWER_READ = 0.001  # the account reading its own followers through its own app
+PRICE_PER_DM_SENT = 0.015
+PRICE_PER_DM_EVENT_READ = 0.010
+
+# Sizes (X API v2 reference: GET /2/users/:id/followers, POST .../messages, GET /2/dm_events).
+FOLLOWERS_PAGE_MAX = 1_000
+DM_TEXT_LIMIT = 10_000
+DM_EVENTS_PAGE_MAX = 100
+DM_EVENTS_KEPT_DAYS = 30
