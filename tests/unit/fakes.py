@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from courtesy.errors import CourtesyError, RateLimited
-from courtesy.ledger import Entry, Meta, State
+from courtesy.errors import CourtesyError, RateLimited, SendOutcomeUnknown
+from courtesy.ledger import EXPIRED_UNCERTAIN_QUEUE, Entry, Known, Meta, State
 from courtesy.x_account import Follower, FollowersPage
 
 
@@ -20,6 +20,8 @@ class FakeX:
         self.send_errors: dict[str, CourtesyError] = {}  # follower id -> error raised on send
         self.page_error: CourtesyError | None = None
         self.spent: RateLimited | None = None
+        self.lose_answer_to: set[str] = set()  # follower ids whose DM is stored but the answer lost
+        self.lookups = 0
         self.follow(followers)
 
     def follow(self, count: int) -> list[Follower]:
@@ -49,7 +51,15 @@ class FakeX:
         if recipient_id in self.send_errors:
             raise self.send_errors.pop(recipient_id)
         self.sent.append((recipient_id, text))
+        if recipient_id in self.lose_answer_to:
+            self.lose_answer_to.discard(recipient_id)
+            raise SendOutcomeUnknown("stored, but the answer was lost")
         return f"dm-{len(self.sent)}"
+
+    def find_sent_dm(self, account_id: str, participant_id: str, *, since) -> str | None:
+        self.lookups += 1
+        found = [i for i, (recipient, _) in enumerate(self.sent) if recipient == participant_id]
+        return f"dm-{found[-1] + 1}" if found else None
 
     def dms_to(self, follower_id: str) -> list[str]:
         return [text for recipient, text in self.sent if recipient == follower_id]
@@ -73,10 +83,10 @@ class FakeLedger:
     def save_daily_count(self, day: str, count: int) -> None:
         self.daily = (day, count)
 
-    def known_ids(self, ids: Iterable[str]) -> set[str]:
+    def known(self, ids: Iterable[str]) -> dict[str, Known]:
         ids = list(ids)
         self.batch_gets += (len(ids) + 99) // 100
-        return {i for i in ids if i in self.items}
+        return {i: Known(self.items[i]["state"], self.items[i].get("queued_at", "")) for i in ids if i in self.items}
 
     def record_baseline(self, followers, now: str) -> int:
         added = 0
@@ -86,19 +96,21 @@ class FakeLedger:
                 added += 1
         return added
 
-    def record_new(self, followers, *, now: str, first_position: int) -> int:
+    def record_new(self, followers, *, now: str) -> int:
         added = 0
-        for offset, f in enumerate(followers):
+        for f, queued_at in followers:
             if f.id not in self.items:
-                rank = 999_999 - (first_position + offset)
-                self.items[f.id] = {"state": State.PENDING, "username": f.username, "name": f.name, "queued_at": f"{now}#{rank:06d}"}
+                self.items[f.id] = {"state": State.PENDING, "username": f.username, "name": f.name, "queued_at": queued_at}
                 added += 1
         return added
 
     def queued(self, state: str, limit: int | None = None) -> list[Entry]:
-        rows = sorted((v["queued_at"], k) for k, v in self.items.items() if v["state"] == state and "queued_at" in v)
+        rows = sorted((v["queued_at"], k) for k, v in self.items.items() if v.get("queue", v["state"]) == state and "queued_at" in v)
         rows = rows[:limit] if limit is not None else rows
-        return [Entry(k, state, self.items[k]["username"], self.items[k]["name"], q) for q, k in rows]
+        return [
+            Entry(k, self.items[k]["state"], self.items[k]["username"], self.items[k]["name"], q, self.items[k].get("claimed_at", ""))
+            for q, k in rows
+        ]
 
     def count_queued(self, state: str) -> int:
         return len(self.queued(state))
@@ -109,11 +121,12 @@ class FakeLedger:
             return False
         if owner is not None and item.get("run_id") != owner:
             return False
+        item.pop("queue", None)
         item.update(state=new, **fields)
         return True
 
     def claim(self, follower_id, *, run_id, template_id, now) -> bool:
-        return self._move(follower_id, State.PENDING, State.SENDING, None, run_id=run_id, template_id=template_id)
+        return self._move(follower_id, State.PENDING, State.SENDING, None, run_id=run_id, template_id=template_id, claimed_at=now)
 
     def mark_welcomed(self, follower_id, *, run_id, dm_event_id, now) -> bool:
         return self._move(follower_id, State.SENDING, State.WELCOMED, run_id, dm_event_id=dm_event_id)
@@ -129,6 +142,21 @@ class FakeLedger:
 
     def release(self, follower_id, *, run_id, detail) -> bool:
         return self._move(follower_id, State.SENDING, State.PENDING, run_id, detail=detail)
+
+    def confirm_uncertain(self, follower_id, *, dm_event_id, now) -> bool:
+        return self._move(follower_id, State.UNCERTAIN, State.WELCOMED, dm_event_id=dm_event_id)
+
+    def release_uncertain(self, follower_id, *, now) -> bool:
+        return self._move(follower_id, State.UNCERTAIN, State.PENDING)
+
+    def expire_uncertain(self, follower_id, *, now) -> bool:
+        return self._move(follower_id, State.UNCERTAIN, State.UNCERTAIN, queue=EXPIRED_UNCERTAIN_QUEUE)
+
+    def mark_departed(self, follower_id, *, now) -> bool:
+        return self._move(follower_id, State.PENDING, State.DEPARTED)
+
+    def requeue_departed(self, follower, *, now, queued_at) -> bool:
+        return self._move(follower.id, State.DEPARTED, State.PENDING, queued_at=queued_at, name=follower.name, username=follower.username)
 
     def states(self) -> dict[str, str]:
         return {k: v["state"] for k, v in self.items.items()}

@@ -17,6 +17,7 @@ from courtesy.errors import (
 from courtesy.ledger import State
 from courtesy.settings import Settings
 from courtesy.welcome_cycle import BASELINE_PAGE_SIZE, BOUNDARY_MARGIN, WelcomeCycle
+from courtesy.x_account import Follower
 from tests.unit.fakes import FakeLedger, FakeX
 
 BASE_ENV = {
@@ -208,17 +209,52 @@ def test_given_a_5xx_before_the_send_was_accepted_then_the_follower_stays_queued
     assert [len(x.dms_to(f.id)) for f in fans] == [1, 1]
 
 
-def test_given_an_unknown_send_outcome_then_the_follower_is_uncertain_and_never_resent(world):
+def test_given_an_unknown_send_outcome_then_it_is_not_resent_until_the_conversation_shows_no_message(world):
     x, ledger, _ = world
     run(world)
     fans = x.follow(2)
-    x.send_errors[fans[0].id] = SendOutcomeUnknown("read timeout")
+    x.send_errors[fans[0].id] = SendOutcomeUnknown("read timeout")  # the request never reached X
     summary = run(world)
-    assert summary.uncertain == 1
+    assert summary.uncertain == 1 and ledger.states()[fans[0].id] == State.UNCERTAIN
+    assert x.sent == []  # sending stops for the run: X may be in trouble
+    settled = run(world)  # 15 minutes later: the conversation is checked, nothing there
+    assert settled.reconciled_released == 1 and x.lookups == 1
+    assert [len(x.dms_to(f.id)) for f in fans] == [1, 1] and ledger.states()[fans[0].id] == State.WELCOMED
+
+
+def test_given_a_dm_stored_whose_answer_was_lost_then_reconciliation_records_it_without_resending(world):
+    x, ledger, _ = world
     run(world)
+    [fan] = x.follow(1)
+    x.lose_answer_to.add(fan.id)
+    assert run(world).uncertain == 1
+    settled = run(world)
+    assert settled.reconciled_welcomed == 1 and settled.uncertain == 0
     run(world)
-    assert ledger.states()[fans[0].id] == State.UNCERTAIN and x.dms_to(fans[0].id) == []
-    assert len(x.dms_to(fans[1].id)) == 1
+    assert len(x.dms_to(fan.id)) == 1 and ledger.states()[fan.id] == State.WELCOMED
+
+
+def test_given_an_uncertain_send_too_fresh_to_check_then_no_lookup_is_made(world):
+    x, ledger, clock = world
+    run(world)
+    [fan] = x.follow(1)
+    x.lose_answer_to.add(fan.id)
+    run(world)
+    clock.advance(-14)  # the next run comes a minute after the send
+    assert run(world).reconciled_welcomed == 0 and x.lookups == 0
+
+
+def test_given_an_uncertain_send_older_than_x_keeps_messages_then_it_stays_uncertain_forever(world):
+    x, ledger, clock = world
+    run(world)
+    [fan] = x.follow(1)
+    x.send_errors[fan.id] = SendOutcomeUnknown("read timeout")
+    run(world)
+    clock.advance(31 * 24 * 60)
+    for _ in range(3):
+        summary = run(world)
+    assert summary.uncertain == summary.uncertain_expired == 1
+    assert x.lookups == 0 and x.dms_to(fan.id) == []
 
 
 def test_given_a_run_that_died_after_claiming_then_the_next_run_marks_it_uncertain_instead_of_resending(world):
@@ -226,9 +262,36 @@ def test_given_a_run_that_died_after_claiming_then_the_next_run_marks_it_uncerta
     run(world)
     [fan] = x.follow(1)
     run(world, dry_run="true")
-    assert ledger.claim(fan.id, run_id="dead-run", template_id="t", now="n")
+    assert ledger.claim(fan.id, run_id="dead-run", template_id="t", now="2026-11-26T02:40:00.000000Z")
     summary = run(world)
     assert ledger.states()[fan.id] == State.UNCERTAIN and summary.uncertain == 1 and x.sent == []
+    run(world)
+    assert len(x.dms_to(fan.id)) == 1
+
+
+def test_given_a_queued_follower_who_left_then_they_are_not_messaged_unless_they_come_back(world):
+    x, ledger, _ = world
+    run(world)
+    fans = x.follow(3)
+    run(world, max_welcomes_per_run=1)
+    x.follow(20)
+    x.followers.remove(fans[2])
+    summary = run(world, max_welcomes_per_run=5)
+    assert summary.departed == 1 and ledger.states()[fans[2].id] == State.DEPARTED
+    assert x.dms_to(fans[2].id) == [] and len(x.dms_to(fans[1].id)) == 1
+    x.followers.insert(0, fans[2])
+    run(world, max_welcomes_per_run=50)
+    assert len(x.dms_to(fans[2].id)) == 1
+
+
+def test_given_a_follower_renamed_before_their_welcome_then_the_new_name_is_used(world):
+    x, ledger, _ = world
+    run(world)
+    [fan] = x.follow(1)
+    run(world, dry_run="true")
+    x.followers[0] = Follower(fan.id, "renamed", "Zelda Newname")
+    run(world, welcome_templates='["Hi {first_name} @{username}"]')
+    assert x.dms_to(fan.id) == ["Hi Zelda @renamed"]
 
 
 def test_given_rejected_credentials_then_the_run_fails_and_the_follower_is_still_pending(world):
@@ -252,14 +315,16 @@ def test_given_dry_run_then_nothing_is_sent_the_preview_names_each_message_and_n
     assert {ledger.states()[f.id] for f in fans} == {State.PENDING}
 
 
-def test_given_a_follower_scan_failure_then_the_queue_is_still_welcomed(world):
+def test_given_a_follower_scan_failure_then_the_queue_waits_for_a_run_that_can_confirm_they_still_follow(world):
     x, _, _ = world
     run(world)
     x.follow(2)
     run(world, max_welcomes_per_run=1)
     x.page_error = XUnavailable("503")
     summary = run(world)
-    assert summary.scan_complete is False and summary.welcomed == 1 and len(x.sent) == 2
+    assert summary.scan_complete is False and summary.welcomed == 0 and summary.pending == 1
+    x.page_error = None
+    assert run(world).welcomed == 1 and len(x.sent) == 2
 
 
 def test_given_the_lambda_is_nearly_out_of_time_then_no_send_starts(world):

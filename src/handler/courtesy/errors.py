@@ -34,6 +34,10 @@ class AppNotPermitted(CourtesyError):
     """X answered 403 for the app itself (e.g. no Direct Message permission)."""
 
 
+class LedgerUnavailable(CourtesyError):
+    """DynamoDB kept refusing: the run stops; everything written so far stands."""
+
+
 # --- Ordinary conditions: the run records them and finishes cleanly. ---------
 
 

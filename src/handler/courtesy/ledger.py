@@ -17,6 +17,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from courtesy.errors import LedgerUnavailable
 from courtesy.x_account import Follower
 
 META_KEY = "#meta"  # X ids are numeric, so this can never be a follower
@@ -33,6 +34,11 @@ class State:
     UNDELIVERABLE = "undeliverable"  # X refused this recipient: never retried
     FAILED = "failed"  # X refused the message itself: never retried
     UNCERTAIN = "uncertain"  # the DM may exist: never resent blindly
+    DEPARTED = "departed"  # unfollowed before being welcomed: not messaged unless they follow again
+
+
+# Uncertain sends too old to check (X keeps DM events 30 days) wait here forever, reported, never resent.
+EXPIRED_UNCERTAIN_QUEUE = "uncertain-expired"
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,15 @@ class Entry:
     username: str
     name: str
     queued_at: str = ""
+    claimed_at: str = ""
+
+
+@dataclass(frozen=True)
+class Known:
+    """What a scan needs to know of a follower already in the ledger."""
+
+    state: str
+    queued_at: str  # "" for baseline followers: older than anyone queued
 
 
 @dataclass
@@ -55,6 +70,12 @@ class Meta:
     daily_day: str = ""
     daily_count: int = 0
     dm_blocked_until: float = 0.0
+
+
+def queue_key(now: str, position: int) -> str:
+    """Sort key in the queue: runs in time order; within a run, deeper in the newest-first
+    list (an older follow) sorts first, so the queue is welcomed oldest first."""
+    return f"{now}#{999_999 - position:06d}"
 
 
 def _s(value: str) -> dict[str, str]:
@@ -131,28 +152,31 @@ class Ledger:
 
     # --- seeing followers ------------------------------------------------------
 
-    def known_ids(self, ids: Iterable[str]) -> set[str]:
-        """Which of these follower ids the ledger already holds (one BatchGetItem per 100)."""
+    def known(self, ids: Iterable[str]) -> dict[str, Known]:
+        """The ledger's record of those follower ids it holds (one BatchGetItem per 100 ids)."""
         ids = list(dict.fromkeys(ids))
-        known: set[str] = set()
+        known: dict[str, Known] = {}
         for start in range(0, len(ids), BATCH_GET_LIMIT):
             request = {
                 self._table: {
                     "Keys": [{"follower_id": _s(i)} for i in ids[start : start + BATCH_GET_LIMIT]],
-                    "ProjectionExpression": "follower_id",
+                    "ProjectionExpression": "follower_id, #state, queued_at",
+                    "ExpressionAttributeNames": {"#state": "state"},
                     "ConsistentRead": True,
                 }
             }
             for attempt in range(_BATCH_RETRIES):
                 self.reads += 1
                 answer = self._db.batch_get_item(RequestItems=request)
-                known.update(item["follower_id"]["S"] for item in answer.get("Responses", {}).get(self._table, []))
+                for item in answer.get("Responses", {}).get(self._table, []):
+                    raw = _plain(item)
+                    known[raw["follower_id"]] = Known(raw.get("state", ""), raw.get("queued_at", ""))
                 request = answer.get("UnprocessedKeys") or {}
                 if not request:
                     break
                 self._sleep(min(0.05 * 2**attempt, 1.0))
             else:
-                raise RuntimeError("DynamoDB left keys unprocessed after retries; the scan stops here")
+                raise LedgerUnavailable("DynamoDB left keys unprocessed after retries")
         return known
 
     def record_baseline(self, followers: Iterable[Follower], now: str) -> int:
@@ -163,18 +187,15 @@ class Ledger:
                 added += 1
         return added
 
-    def record_new(self, followers: list[Follower], *, now: str, first_position: int) -> int:
-        """Queue followers seen for the first time. ``followers`` is newest first, as read;
-        ``first_position`` is the first one's place in this run's scan. Older followers get
-        smaller ``queued_at`` keys, so the queue is welcomed oldest first. Returns how many were queued."""
+    def record_new(self, followers: list[tuple[Follower, str]], *, now: str) -> int:
+        """Queue followers seen for the first time, each with its ``queue_key``. Returns how many were queued."""
         added = 0
-        for offset, follower in enumerate(followers):
-            rank = 999_999 - (first_position + offset)
+        for follower, queued_at in followers:
             extra = {
                 "state": _s(State.PENDING),
                 "first_seen_at": _s(now),
                 "queue": _s(State.PENDING),
-                "queued_at": _s(f"{now}#{rank:06d}"),
+                "queued_at": _s(queued_at),
             }
             if self._put_if_absent(follower, extra):
                 added += 1
@@ -211,7 +232,14 @@ class Ledger:
             for item in answer.get("Items", []):
                 raw = _plain(item)
                 entries.append(
-                    Entry(raw["follower_id"], raw.get("state", ""), raw.get("username", ""), raw.get("name", ""), raw.get("queued_at", ""))
+                    Entry(
+                        raw["follower_id"],
+                        raw.get("state", ""),
+                        raw.get("username", ""),
+                        raw.get("name", ""),
+                        raw.get("queued_at", ""),
+                        raw.get("claimed_at", ""),
+                    )
                 )
             if "LastEvaluatedKey" not in answer:
                 break
@@ -271,6 +299,31 @@ class Ledger:
         return self._transition(
             follower_id, expected=State.SENDING, new=State.PENDING, fields={"detail": detail[:500]}, queue=State.PENDING, run_id=run_id
         )
+
+    # --- settling what was left uncertain, and followers who left -------------
+
+    def confirm_uncertain(self, follower_id: str, *, dm_event_id: str, now: str) -> bool:
+        """uncertain -> welcomed: our message was found in the conversation."""
+        fields = {"welcomed_at": now, "dm_event_id": dm_event_id, "reconciled_at": now}
+        return self._transition(follower_id, expected=State.UNCERTAIN, new=State.WELCOMED, fields=fields)
+
+    def release_uncertain(self, follower_id: str, *, now: str) -> bool:
+        """uncertain -> pending: the conversation shows no message from us."""
+        fields = {"detail": "no message found in the conversation", "reconciled_at": now}
+        return self._transition(follower_id, expected=State.UNCERTAIN, new=State.PENDING, fields=fields, queue=State.PENDING)
+
+    def expire_uncertain(self, follower_id: str, *, now: str) -> bool:
+        """Too old to check: stays uncertain for good, out of the queue that gets checked."""
+        fields = {"expired_at": now}
+        return self._transition(follower_id, expected=State.UNCERTAIN, new=State.UNCERTAIN, fields=fields, queue=EXPIRED_UNCERTAIN_QUEUE)
+
+    def mark_departed(self, follower_id: str, *, now: str) -> bool:
+        return self._transition(follower_id, expected=State.PENDING, new=State.DEPARTED, fields={"departed_at": now})
+
+    def requeue_departed(self, follower: Follower, *, now: str, queued_at: str) -> bool:
+        """departed -> pending: they followed again before ever being welcomed."""
+        fields = {"username": follower.username, "name": follower.name, "queued_at": queued_at, "returned_at": now}
+        return self._transition(follower.id, expected=State.DEPARTED, new=State.PENDING, fields=fields, queue=State.PENDING)
 
     def _transition(
         self,

@@ -29,11 +29,11 @@ from courtesy.errors import (
     UnexpectedAnswer,
     XUnavailable,
 )
-from courtesy.ledger import Ledger, Meta, State
+from courtesy.ledger import EXPIRED_UNCERTAIN_QUEUE, Entry, Ledger, Meta, State, queue_key
 from courtesy.observability import logger
 from courtesy.settings import Settings
-from courtesy.x_account import XAccount
-from courtesy.x_limits import FOLLOWERS_PAGE_MAX
+from courtesy.x_account import Follower, FollowersPage, XAccount
+from courtesy.x_limits import DM_EVENTS_KEPT_DAYS, FOLLOWERS_PAGE_MAX
 
 # The default baseline reads one page this size, whatever the account's size.
 BASELINE_PAGE_SIZE = 50
@@ -45,6 +45,8 @@ BOUNDARY_MARGIN = 3
 MIN_PAGE_SIZE = 10
 # A full baseline reads at most this many pages per run, then resumes next run.
 FULL_BASELINE_PAGES_PER_RUN = 20
+# Pages read past the scan to check that older queued followers still follow.
+PRESENCE_PAGES_PER_RUN = 5
 # Seconds kept in hand before the Lambda timeout: no new page or send below this.
 TIME_RESERVE_SECONDS = 20.0
 # When X gives no reset time, wait this long before sending again (one DM window).
@@ -53,6 +55,12 @@ DEFAULT_DM_BACKOFF_SECONDS = 15 * 60
 # the first request, a second or two after the schedule's tick, and skipping a whole
 # schedule interval for those seconds would halve the welcome rate.
 DM_RESET_GRACE_SECONDS = 30
+# Uncertain sends checked per run (DM lookups: 15 per 15 minutes, each event read billed).
+RECONCILE_PER_RUN = 3
+# Wait this long after a send before looking for it, so X's lookups have caught up.
+RECONCILE_AFTER = timedelta(minutes=10)
+# X keeps DM events 30 days; past this age a missing message proves nothing.
+RECONCILE_WITHIN = timedelta(days=DM_EVENTS_KEPT_DAYS - 1)
 
 
 @dataclass
@@ -67,6 +75,10 @@ class RunSummary:
     failed: int = 0
     pending: int = 0
     uncertain: int = 0
+    uncertain_expired: int = 0
+    reconciled_welcomed: int = 0
+    reconciled_released: int = 0
+    departed: int = 0
     rate_limited: bool = False
     scan_complete: bool = True
     would_welcome: list[dict[str, str]] = field(default_factory=list)
@@ -78,6 +90,13 @@ class RunSummary:
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse(value: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 class WelcomeCycle:
@@ -97,6 +116,12 @@ class WelcomeCycle:
         self.now = now
         self.time_left = time_left
         self.summary = RunSummary(run_id=run_id, dry_run=settings.dry_run)
+        # What this run has read of the followers list, newest first.
+        self.present: dict[str, Follower] = {}  # followers seen in this run's pages
+        self.known_queued_at: list[str] = []  # queue keys of already-known followers read
+        self.next_token: str | None = None  # where reading can go on
+        self.reached_end = False  # a page said there is nothing further down
+        self.position = 0
 
     def run(self) -> RunSummary:
         meta = self.ledger.load_meta() or Meta()
@@ -107,9 +132,11 @@ class WelcomeCycle:
             self._take_baseline(meta)
         else:
             self._scan(meta)
+            self._reconcile_uncertain(meta)
             self._welcome_backlog(meta)
         self.summary.pending = self.ledger.count_queued(State.PENDING)
-        self.summary.uncertain = self.ledger.count_queued(State.UNCERTAIN)
+        self.summary.uncertain_expired = self.ledger.count_queued(EXPIRED_UNCERTAIN_QUEUE)
+        self.summary.uncertain = self.ledger.count_queued(State.UNCERTAIN) + self.summary.uncertain_expired
         self.ledger.save_meta(meta)
         return self.summary
 
@@ -155,7 +182,7 @@ class WelcomeCycle:
                 break
         self.summary.notes.append("full baseline continues next run")
 
-    # --- 3. finding new followers ------------------------------------------------
+    # --- 3. finding new followers ------------------------------------------
 
     def _scan(self, meta: Meta) -> None:
         new_before = self.summary.new_followers
@@ -175,29 +202,45 @@ class WelcomeCycle:
         found = self.summary.new_followers - new_before
         meta.next_page_size = max(MIN_PAGE_SIZE, min(FOLLOWERS_PAGE_MAX, found + found // 2 + BOUNDARY_MARGIN + 1))
 
+    def _read_page(self, meta: Meta, *, page_size: int, token: str | None) -> tuple[FollowersPage, dict]:
+        """One page of followers, and what the ledger knows of each of them."""
+        page = self.x.followers_page(meta.account_id, max_results=page_size, token=token)
+        self.summary.followers_read += len(page.followers)
+        known = self.ledger.known(f.id for f in page.followers)
+        for follower in page.followers:
+            self.present[follower.id] = follower
+            if follower.id in known:
+                self.known_queued_at.append(known[follower.id].queued_at)
+        self.next_token = page.next_token
+        self.reached_end = page.next_token is None
+        return page, known
+
     def _read_until_known(self, meta: Meta, *, token: str | None) -> str | None:
         """Read pages until BOUNDARY_MARGIN known followers are seen or the list ends.
         Returns a cursor to resume from if it had to stop before that, else None."""
         page_size = meta.next_page_size or MIN_PAGE_SIZE
         known_seen = 0
-        position = 0
         while True:
-            page = self.x.followers_page(meta.account_id, max_results=page_size, token=token)
-            self.summary.followers_read += len(page.followers)
-            known = self.ledger.known_ids(f.id for f in page.followers)
-            fresh = []
+            page, known = self._read_page(meta, page_size=page_size, token=token)
+            now = _iso(self.now())
+            fresh: list[tuple[Follower, str]] = []
             for follower in page.followers:
                 if known_seen >= BOUNDARY_MARGIN:
                     # Past the boundary: unknown users here followed before the
                     # baseline (it records only the newest page), so never new.
                     break
-                if follower.id in known:
-                    known_seen += 1
+                self.position += 1
+                record = known.get(follower.id)
+                if record is None:
+                    fresh.append((follower, queue_key(now, self.position)))
+                elif record.state == State.DEPARTED:
+                    # Left before their welcome and came back: welcome them after all.
+                    if self.ledger.requeue_departed(follower, now=now, queued_at=queue_key(now, self.position)):
+                        self.summary.new_followers += 1
                 else:
-                    fresh.append(follower)
+                    known_seen += 1
             if fresh:
-                self.summary.new_followers += self.ledger.record_new(fresh, now=_iso(self.now()), first_position=position)
-            position += len(page.followers)
+                self.summary.new_followers += self.ledger.record_new(fresh, now=now)
             if known_seen >= BOUNDARY_MARGIN or page.next_token is None:
                 return None
             token = page.next_token
@@ -208,7 +251,65 @@ class WelcomeCycle:
             # A page of only new followers means a burst: ask for more at once.
             page_size = MIN_PAGE_SIZE if known_seen else min(FOLLOWERS_PAGE_MAX, page_size * 2)
 
-    # --- 4. welcoming --------------------------------------------------------
+    def _still_following(self, meta: Meta, candidates: list[Entry]) -> list[Entry]:
+        """The candidates who still follow the account. Those not in this run's pages are
+        looked for further down the list; one not found once BOUNDARY_MARGIN known followers
+        older than them have been read has left, and is marked departed, not messaged."""
+        pages = 0
+        while True:
+            confirmed, unseen = [], []
+            for entry in candidates:
+                if entry.follower_id in self.present:
+                    confirmed.append(entry)
+                elif sum(1 for q in self.known_queued_at if q < entry.queued_at) >= BOUNDARY_MARGIN or self.reached_end:
+                    if self.ledger.mark_departed(entry.follower_id, now=_iso(self.now())):
+                        self.summary.departed += 1
+                        logger.info("Follower left before their welcome", extra={"follower_id": entry.follower_id})
+                else:
+                    unseen.append(entry)
+            if not unseen:
+                return confirmed
+            if pages >= PRESENCE_PAGES_PER_RUN or self.time_left() < TIME_RESERVE_SECONDS:
+                self.summary.notes.append(f"{len(unseen)} queued followers not checked yet; they wait")
+                return confirmed
+            pages += 1
+            try:
+                self._read_page(meta, page_size=FOLLOWERS_PAGE_MAX, token=self.next_token)
+            except (XUnavailable, UnexpectedAnswer, RateLimited) as exc:
+                self.summary.notes.append(f"presence check stopped: {exc}")
+                return confirmed
+            candidates = confirmed + unseen
+
+    # --- 4. settling uncertain sends ------------------------------------------
+
+    def _reconcile_uncertain(self, meta: Meta) -> None:
+        """Look in the conversation for each uncertain send: found means welcomed, absent
+        means it may be sent normally. Never more than RECONCILE_PER_RUN lookups a run."""
+        budget = RECONCILE_PER_RUN
+        now = self.now()
+        for entry in self.ledger.queued(State.UNCERTAIN, limit=50):
+            sent_at = _parse(entry.claimed_at) or _parse(entry.queued_at.split("#")[0])
+            if sent_at is None or now - sent_at > RECONCILE_WITHIN:
+                # X no longer keeps events that old: it stays uncertain for good, never resent.
+                self.ledger.expire_uncertain(entry.follower_id, now=_iso(now))
+                logger.warning("Uncertain send too old to check; never resent", extra={"follower_id": entry.follower_id})
+                continue
+            if now - sent_at < RECONCILE_AFTER or budget == 0:
+                continue
+            budget -= 1
+            try:
+                dm_event_id = self.x.find_sent_dm(meta.account_id, entry.follower_id, since=sent_at - timedelta(minutes=2))
+            except (XUnavailable, UnexpectedAnswer, RateLimited) as exc:
+                self.summary.notes.append(f"reconciliation stopped: {exc}")
+                return
+            if dm_event_id:
+                if self.ledger.confirm_uncertain(entry.follower_id, dm_event_id=dm_event_id, now=_iso(now)):
+                    self.summary.reconciled_welcomed += 1
+            elif self.ledger.release_uncertain(entry.follower_id, now=_iso(now)):
+                self.summary.reconciled_released += 1
+            logger.info("Uncertain send settled", extra={"follower_id": entry.follower_id, "found": bool(dm_event_id)})
+
+    # --- 5. welcoming --------------------------------------------------------
 
     def _welcome_backlog(self, meta: Meta) -> None:
         now = self.now()
@@ -223,15 +324,19 @@ class WelcomeCycle:
             self.summary.rate_limited = True
             self.summary.notes.append("X's DM rate limit is still spent; waiting for its reset")
             return
-        for entry in self.ledger.queued(State.PENDING, limit=room):
+        candidates = self._still_following(meta, self.ledger.queued(State.PENDING, limit=room))
+        for entry in candidates:
             if self.time_left() < TIME_RESERVE_SECONDS:
                 self.summary.notes.append("stopped sending: Lambda time nearly spent")
                 return
-            welcome = self.settings.templates.for_follower(entry.follower_id, name=entry.name, username=entry.username)
+            # Names change: greet people by the name they have now when this run read it.
+            current = self.present.get(entry.follower_id)
+            name, username = (current.name, current.username) if current else (entry.name, entry.username)
+            welcome = self.settings.templates.for_follower(entry.follower_id, name=name, username=username)
             if self.settings.dry_run:
                 preview = {
                     "follower_id": entry.follower_id,
-                    "username": entry.username,
+                    "username": username,
                     "template_id": welcome.template_id,
                     "text": welcome.text,
                 }

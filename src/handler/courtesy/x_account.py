@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -32,6 +33,9 @@ from courtesy.x_limits import FOLLOWERS_PAGE_MAX
 CREDENTIAL_KEYS = ("consumer_key", "consumer_secret", "access_token", "access_token_secret")
 # Profile fields asked for in the same followers call, so later filters cost no extra request.
 FOLLOWER_FIELDS = ["created_at", "profile_image_url", "protected", "public_metrics", "verified", "receives_your_dm"]
+# A DM conversation lookup reads at most this many events (each one billed).
+DM_LOOKUP_PAGE_SIZE = 20
+DM_LOOKUP_PAGES = 3
 # (connect, read) seconds: a Lambda must never hang on one request.
 TIMEOUTS = (3.05, 15)
 # 403 problem types that are about the app or its tokens, not about the recipient.
@@ -163,6 +167,42 @@ class XAccount:
         next_token = meta.get("next_token")
         return FollowersPage(followers, next_token if isinstance(next_token, str) and next_token else None)
 
+    def find_sent_dm(self, account_id: str, participant_id: str, *, since: datetime) -> str | None:
+        """The id of a message the account sent to this person at or after ``since``, or None.
+
+        Reads the 1:1 conversation newest first (each event read is billed) and stops at
+        the first event older than ``since``. Raises UnexpectedAnswer when the answer cannot
+        settle the question, so the caller leaves the record uncertain."""
+        token = None
+        for _ in range(DM_LOOKUP_PAGES):
+            response = self._call(
+                "a DM conversation lookup",
+                lambda token=token: self._client.get_direct_message_events(
+                    participant_id=participant_id,
+                    dm_event_fields=["id", "event_type", "sender_id", "created_at"],
+                    event_types="MessageCreate",
+                    max_results=DM_LOOKUP_PAGE_SIZE,
+                    pagination_token=token,
+                    user_auth=True,
+                ),
+            )
+            body = self._json(response)
+            events, meta = body.get("data", []), body.get("meta")
+            if not isinstance(events, list) or not isinstance(meta, dict):
+                raise UnexpectedAnswer("X's DM events answer has no data list or meta object")
+            for event in events:
+                created = _timestamp(event.get("created_at") if isinstance(event, dict) else None)
+                if created is None:
+                    raise UnexpectedAnswer("X's DM events answer holds an event without created_at")
+                if created < since:
+                    return None  # newest first: everything after this is older still
+                if event.get("sender_id") == account_id and isinstance(event.get("id"), str):
+                    return event["id"]
+            token = meta.get("next_token")
+            if not isinstance(token, str) or not token:
+                return None
+        raise UnexpectedAnswer("The conversation is too long to check within the lookup budget")
+
     # --- the one write -------------------------------------------------------
 
     def dm_sends_spent(self) -> RateLimited | None:
@@ -216,7 +256,12 @@ class XAccount:
             raise RecipientCannotBeMessaged(f"404: {detail}") from None
         if isinstance(exc, tweepy.BadRequest):
             raise MessageRejected(f"400: {detail}") from None
-        raise XUnavailable(f"X answered {exc.response.status_code} to a DM request: {detail}") from None
+        status = exc.response.status_code
+        if status == 503:
+            # Service unavailable: refused at the door, nothing was stored.
+            raise XUnavailable(f"X answered 503 to a DM request: {detail}") from None
+        # Any other 5xx (500, 502, 504) may come after X stored the message.
+        raise SendOutcomeUnknown(f"X answered {status} to a DM request: {detail}") from None
 
     def _call(self, what: str, request):  # type: ignore[no-untyped-def]
         try:
@@ -271,6 +316,16 @@ def _rate_limited(exc: tweepy.TooManyRequests, problem: dict[str, Any]) -> RateL
         reset = _epoch(exc.response.headers.get("x-user-limit-24hour-reset"))
     what = "X's usage cap is exceeded" if capped else "X's rate limit is reached (429)"
     return RateLimited(what, reset_at=reset, usage_capped=capped)
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _never_connected(exc: requests.exceptions.ConnectionError) -> bool:
