@@ -3,9 +3,10 @@ against a local X sandbox and local AWS. Used by the demo and the integration te
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -64,15 +65,21 @@ class LocalFunction:
             },
         )
 
-    def invoke(self, event: dict[str, Any], context: LambdaContext | None = None, **overrides: str) -> dict[str, Any]:
+    @contextlib.contextmanager
+    def environment(self, **overrides: str) -> Iterator[Any]:
+        """This function's environment, as a fresh container would see it; yields the app module."""
         from courtesy import app  # imported late: the module must see this run's environment
 
         previous = apply_environment({**self.env, **overrides})
         try:
-            # A fresh container each time: settings and clients are rebuilt from this environment.
+            # A fresh container: settings and clients are rebuilt from this environment.
             app.runtime.cache_clear()
             parameters.clear_caches()
             app.clock = self.clock or app.utc_now
-            return app.lambda_handler(event, context or LambdaContext())
+            yield app
         finally:
             restore_environment(previous)
+
+    def invoke(self, event: dict[str, Any], context: LambdaContext | None = None, **overrides: str) -> dict[str, Any]:
+        with self.environment(**overrides) as app:
+            return app.lambda_handler(event, context or LambdaContext())

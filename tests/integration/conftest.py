@@ -11,7 +11,12 @@ from typing import Any
 
 import pytest
 
+from courtesy.ledger import Ledger
+from courtesy.settings import Settings
+from courtesy.welcome_cycle import WelcomeCycle
+from courtesy.x_account import XAccount
 from sandbox import XSandbox
+from tests.faults import FlakyDynamoDB
 from tools.local_aws import LOCAL_NAMES, LocalAws
 from tools.local_run import LambdaContext, LocalFunction, event_for_slot
 
@@ -87,3 +92,56 @@ def log_lines():
     logger.addHandler(handler)
     yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
     logger.removeHandler(handler)
+
+
+class CycleWorld:
+    """The welcome cycle with its real adapters (tweepy over HTTP to the sandbox, the ledger on
+    moto) and a clock that follows the sandbox's, so faults can be put between any two calls."""
+
+    def __init__(self, aws: LocalAws, x: XSandbox):
+        self.aws, self.x = aws, x
+        self.dynamodb = FlakyDynamoDB(aws.client("dynamodb"))
+        self.runs = 0
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.x.now(), UTC)
+
+    def run(self, *, wrap_x=None, wrap_ledger=None, time_left: float = 300.0, advance_minutes: float = 15, **env: str):
+        settings = Settings.from_env({**BASE_ENV, **{k.upper(): str(v) for k, v in env.items()}})
+        x_account = XAccount(self.x.credentials, base_url=self.x.base_url, clock=self.x.now)
+        ledger = Ledger(self.dynamodb, LOCAL_NAMES["LedgerTable"], sleep=lambda _: None)
+        self.runs += 1
+        cycle = WelcomeCycle(
+            x=wrap_x(x_account) if wrap_x else x_account,
+            ledger=wrap_ledger(ledger) if wrap_ledger else ledger,
+            settings=settings,
+            now=self.now,
+            time_left=lambda: time_left,
+            run_id=f"run-{self.runs}",
+        )
+        try:
+            return cycle.run()
+        finally:
+            x_account.close()
+            self.x.advance(advance_minutes * 60)
+
+    def states(self) -> dict[str, str]:
+        return {k: v["state"] for k, v in Stack(self.aws, self.x).ledger_items().items() if k != "#meta"}
+
+    def dms_per_follower(self) -> dict[str, int]:
+        return Stack(self.aws, self.x).welcomes_per_follower()
+
+
+BASE_ENV = {
+    "LEDGER_TABLE_NAME": LOCAL_NAMES["LedgerTable"],
+    "IDEMPOTENCY_TABLE_NAME": LOCAL_NAMES["IdempotencyTable"],
+    "X_CREDENTIALS_SECRET_ID": LOCAL_NAMES["XCredentialsSecret"],
+    "DRY_RUN": "false",
+}
+
+
+@pytest.fixture
+def world(local_aws, x):
+    local_aws.reset()
+    local_aws.create_stack_resources(x.credentials)
+    return CycleWorld(local_aws, x)

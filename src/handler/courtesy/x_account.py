@@ -130,6 +130,10 @@ class XAccount:
         self.dm_day_window = RateWindow()
         self.followers_window = RateWindow()
 
+    def close(self) -> None:
+        """Let go of pooled connections at the end of a run."""
+        self._client.session.close()
+
     # --- reads ---------------------------------------------------------------
 
     def account_id(self) -> str:
