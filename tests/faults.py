@@ -3,6 +3,7 @@ DynamoDB client that throttles. Used by the fault regression tests and the campa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -12,11 +13,11 @@ class Crash(BaseException):
     """The Lambda process dying: not an Exception, so nothing in the code can catch it."""
 
 
-class CrashAt:
-    """Wraps an adapter; dies just before or just after the n-th call of one method."""
+class At:
+    """Wraps an adapter; does ``action`` just before or just after the n-th call of one method."""
 
-    def __init__(self, target: Any, method: str, *, nth: int = 1, after: bool = False):
-        self._target, self._method, self._nth, self._after = target, method, nth, after
+    def __init__(self, target: Any, method: str, action: Callable[[], None], *, nth: int = 1, after: bool = False):
+        self._target, self._method, self._action, self._nth, self._after = target, method, action, nth, after
         self.calls = 0
 
     def __getattr__(self, name: str) -> Any:
@@ -27,13 +28,22 @@ class CrashAt:
         def call(*args: Any, **kwargs: Any) -> Any:
             self.calls += 1
             if self.calls == self._nth and not self._after:
-                raise Crash(f"died before {name} #{self._nth}")
+                self._action()
             result = attr(*args, **kwargs)
             if self.calls == self._nth and self._after:
-                raise Crash(f"died after {name} #{self._nth}")
+                self._action()
             return result
 
         return call
+
+
+def CrashAt(target: Any, method: str, *, nth: int = 1, after: bool = False) -> At:  # noqa: N802 - reads as a fault
+    """Dies just before or just after the n-th call of one method."""
+
+    def die() -> None:
+        raise Crash(f"died {'after' if after else 'before'} {method} #{nth}")
+
+    return At(target, method, die, nth=nth, after=after)
 
 
 def throttled(operation: str) -> ClientError:

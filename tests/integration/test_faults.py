@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 
 from sandbox import USAGE_CAPPED_BODY
-from tests.faults import Crash, CrashAt
+from tests.faults import At, Crash, CrashAt
 from tools.local_run import LambdaContext, event_for_slot, load_event
 
 
@@ -41,7 +41,7 @@ def newcomers(world):
         ("x", "send_dm", False),  # between claim and send
         ("x", "send_dm", True),  # after X accepted the DM, before the ledger records it
         ("ledger", "mark_welcomed", False),  # the same, seen from the ledger
-        ("ledger", "record_new", True),  # in the middle of reading a page
+        ("ledger", "queue_new", True),  # in the middle of recording what a scan found
         ("ledger", "known", False),  # before the page's followers are even looked up
     ],
 )
@@ -52,6 +52,20 @@ def test_a_crash_at_any_point_never_sends_twice_and_everyone_is_welcomed_later(w
     settle(world)
     assert exactly_one_each(world, newcomers)
     assert set(world.states()[u["id"]] for u in newcomers) == {"welcomed"}
+
+
+@pytest.mark.parametrize("fault", ["crash", "error"])
+def test_a_scan_of_several_pages_that_stops_midway_leaves_no_gap(world, fault):
+    world.run()  # baseline
+    burst = world.x.add_followers(40, prefix="burst")  # pages of 10, 20, 40: three requests
+    if fault == "crash":
+        with pytest.raises(Crash):
+            world.run(wrap_x=lambda a: CrashAt(a, "followers_page", nth=2))
+    else:
+        second_page_fails = lambda a: At(a, "followers_page", lambda: world.x.fail_next("followers", 503), nth=2)  # noqa: E731
+        assert world.run(wrap_x=second_page_fails).scan_complete is False
+    settle(world, runs=6, max_welcomes_per_run=15)
+    assert exactly_one_each(world, burst)
 
 
 def test_a_connection_dropped_after_x_stored_the_dm_is_reconciled_not_resent(world, newcomers):

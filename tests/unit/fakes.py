@@ -96,13 +96,11 @@ class FakeLedger:
                 added += 1
         return added
 
-    def record_new(self, followers, *, now: str) -> int:
-        added = 0
-        for f, queued_at in followers:
-            if f.id not in self.items:
-                self.items[f.id] = {"state": State.PENDING, "username": f.username, "name": f.name, "queued_at": queued_at}
-                added += 1
-        return added
+    def queue_new(self, f, *, queued_at: str, now: str) -> bool:
+        if f.id in self.items:
+            return False
+        self.items[f.id] = {"state": State.PENDING, "username": f.username, "name": f.name, "queued_at": queued_at}
+        return True
 
     def queued(self, state: str, limit: int | None = None) -> list[Entry]:
         rows = sorted((v["queued_at"], k) for k, v in self.items.items() if v.get("queue", v["state"]) == state and "queued_at" in v)

@@ -187,19 +187,10 @@ class Ledger:
                 added += 1
         return added
 
-    def record_new(self, followers: list[tuple[Follower, str]], *, now: str) -> int:
-        """Queue followers seen for the first time, each with its ``queue_key``. Returns how many were queued."""
-        added = 0
-        for follower, queued_at in followers:
-            extra = {
-                "state": _s(State.PENDING),
-                "first_seen_at": _s(now),
-                "queue": _s(State.PENDING),
-                "queued_at": _s(queued_at),
-            }
-            if self._put_if_absent(follower, extra):
-                added += 1
-        return added
+    def queue_new(self, follower: Follower, *, queued_at: str, now: str) -> bool:
+        """Queue a follower seen for the first time. False if the ledger already knew them."""
+        extra = {"state": _s(State.PENDING), "first_seen_at": _s(now), "queue": _s(State.PENDING), "queued_at": _s(queued_at)}
+        return self._put_if_absent(follower, extra)
 
     def _put_if_absent(self, follower: Follower, extra: dict[str, Any]) -> bool:
         item = {"follower_id": _s(follower.id), "username": _s(follower.username), "name": _s(follower.name), **extra}

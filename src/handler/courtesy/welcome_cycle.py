@@ -116,6 +116,7 @@ class WelcomeCycle:
         self.now = now
         self.time_left = time_left
         self.summary = RunSummary(run_id=run_id, dry_run=settings.dry_run)
+        self.started = _iso(now())  # one time for the run's queue keys, so they sort by position
         # What this run has read of the followers list, newest first.
         self.present: dict[str, Follower] = {}  # followers seen in this run's pages
         self.known_queued_at: list[str] = []  # queue keys of already-known followers read
@@ -216,14 +217,18 @@ class WelcomeCycle:
         return page, known
 
     def _read_until_known(self, meta: Meta, *, token: str | None) -> str | None:
-        """Read pages until BOUNDARY_MARGIN known followers are seen or the list ends.
-        Returns a cursor to resume from if it had to stop before that, else None."""
+        """Read pages until BOUNDARY_MARGIN known followers are seen or the list ends, then
+        record the new followers found, oldest first. Returns a cursor to resume from if
+        it had to stop before the boundary, else None.
+
+        Nothing is written until the boundary is reached, and then the deepest first: a
+        crash or an error mid-scan can never leave recorded followers above unrecorded
+        ones, which the next scan would take for the boundary and stop at."""
         page_size = meta.next_page_size or MIN_PAGE_SIZE
         known_seen = 0
+        found: list[tuple[Follower, str, bool]] = []  # (follower, queue key, came back after leaving)
         while True:
             page, known = self._read_page(meta, page_size=page_size, token=token)
-            now = _iso(self.now())
-            fresh: list[tuple[Follower, str]] = []
             for follower in page.followers:
                 if known_seen >= BOUNDARY_MARGIN:
                     # Past the boundary: unknown users here followed before the
@@ -231,25 +236,30 @@ class WelcomeCycle:
                     break
                 self.position += 1
                 record = known.get(follower.id)
-                if record is None:
-                    fresh.append((follower, queue_key(now, self.position)))
-                elif record.state == State.DEPARTED:
-                    # Left before their welcome and came back: welcome them after all.
-                    if self.ledger.requeue_departed(follower, now=now, queued_at=queue_key(now, self.position)):
-                        self.summary.new_followers += 1
+                if record is None or record.state == State.DEPARTED:
+                    found.append((follower, queue_key(self.started, self.position), record is not None))
                 else:
                     known_seen += 1
-            if fresh:
-                self.summary.new_followers += self.ledger.record_new(fresh, now=now)
-            if known_seen >= BOUNDARY_MARGIN or page.next_token is None:
-                return None
-            token = page.next_token
-            if self.time_left() < TIME_RESERVE_SECONDS:
+            reached = known_seen >= BOUNDARY_MARGIN or page.next_token is None
+            if reached or self.time_left() < TIME_RESERVE_SECONDS:
+                self._record_found(found)
+                if reached:
+                    return None
                 self.summary.scan_complete = False
                 self.summary.notes.append("follower scan continues next run")
-                return token
+                return page.next_token
+            token = page.next_token
             # A page of only new followers means a burst: ask for more at once.
             page_size = MIN_PAGE_SIZE if known_seen else min(FOLLOWERS_PAGE_MAX, page_size * 2)
+
+    def _record_found(self, found: list[tuple[Follower, str, bool]]) -> None:
+        for follower, key, returning in reversed(found):  # the deepest (oldest follow) first
+            if returning:
+                # Left before their welcome and came back: welcome them after all.
+                added = self.ledger.requeue_departed(follower, now=self.started, queued_at=key)
+            else:
+                added = self.ledger.queue_new(follower, queued_at=key, now=self.started)
+            self.summary.new_followers += int(added)
 
     def _still_following(self, meta: Meta, candidates: list[Entry]) -> list[Entry]:
         """The candidates who still follow the account. Those not in this run's pages are
