@@ -96,10 +96,16 @@ class FakeLedger:
                 added += 1
         return added
 
-    def queue_new(self, f, *, queued_at: str, now: str) -> bool:
+    def queue_new(self, f, *, queued_at: str, boundary, now: str) -> bool:
         if f.id in self.items:
             return False
-        self.items[f.id] = {"state": State.PENDING, "username": f.username, "name": f.name, "queued_at": queued_at}
+        self.items[f.id] = {
+            "state": State.PENDING,
+            "username": f.username,
+            "name": f.name,
+            "queued_at": queued_at,
+            "boundary": tuple(boundary),
+        }
         return True
 
     def queued(self, state: str, limit: int | None = None) -> list[Entry]:
@@ -153,8 +159,16 @@ class FakeLedger:
     def mark_departed(self, follower_id, *, now) -> bool:
         return self._move(follower_id, State.PENDING, State.DEPARTED)
 
-    def requeue_departed(self, follower, *, now, queued_at) -> bool:
-        return self._move(follower.id, State.DEPARTED, State.PENDING, queued_at=queued_at, name=follower.name, username=follower.username)
+    def requeue_departed(self, follower, *, now, queued_at, boundary) -> bool:
+        return self._move(
+            follower.id,
+            State.DEPARTED,
+            State.PENDING,
+            queued_at=queued_at,
+            boundary=tuple(boundary),
+            name=follower.name,
+            username=follower.username,
+        )
 
     def states(self) -> dict[str, str]:
         return {k: v["state"] for k, v in self.items.items()}

@@ -16,7 +16,7 @@ from courtesy.errors import (
 )
 from courtesy.ledger import State
 from courtesy.settings import Settings
-from courtesy.welcome_cycle import BASELINE_PAGE_SIZE, BOUNDARY_MARGIN, WelcomeCycle
+from courtesy.welcome_cycle import BASELINE_PAGE_SIZE, HEAD_MATCH, WelcomeCycle
 from courtesy.x_account import Follower
 from tests.unit.fakes import FakeLedger, FakeX
 
@@ -125,9 +125,21 @@ def test_given_slightly_out_of_order_results_then_a_new_follower_behind_the_firs
     # Eventual consistency: the new follower shows up just below the newest known one.
     x.followers.remove(late)
     x.followers.insert(1, late)
-    assert BOUNDARY_MARGIN >= 2
+    assert HEAD_MATCH >= 2
     run(world)
     assert len(x.dms_to(late.id)) == 1
+
+
+@pytest.mark.parametrize("where", [slice(21, 26), slice(1, 11)], ids=["older followers", "the head"])
+def test_given_followers_who_leave_and_come_back_above_a_newcomer_then_the_newcomer_is_still_found(world, where):
+    x, _, _ = world
+    run(world)
+    [newcomer] = x.follow(1)
+    for old in x.followers[where]:  # they come back one by one: the last one is now on top
+        x.followers.remove(old)
+        x.followers.insert(0, old)
+    run(world)
+    assert len(x.dms_to(newcomer.id)) == 1
 
 
 def test_given_the_per_run_cap_then_the_rest_wait_for_the_next_run_without_rereading(world):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -49,6 +49,9 @@ class Entry:
     name: str
     queued_at: str = ""
     claimed_at: str = ""
+    # Followers who were just below this one in the list when it was queued: reading
+    # past them without meeting this follower means they left.
+    boundary: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,9 @@ class Meta:
     baseline_at: str = ""
     baseline_done: bool = False
     baseline_cursor: str = ""
-    scan_cursor: str = ""
+    # The top of the followers list as the last complete scan saw it, newest first: the
+    # next scan stops when it meets these again (see welcome_cycle).
+    head: list[str] = field(default_factory=list)
     next_page_size: int = 0
     daily_day: str = ""
     daily_count: int = 0
@@ -115,7 +120,7 @@ class Ledger:
             baseline_at=raw.get("baseline_at", ""),
             baseline_done=raw.get("baseline_done", "") == "true",
             baseline_cursor=raw.get("baseline_cursor", ""),
-            scan_cursor=raw.get("scan_cursor", ""),
+            head=[i for i in raw.get("head", "").split(",") if i],
             next_page_size=int(raw.get("next_page_size", 0)),
             daily_day=raw.get("daily_day", ""),
             daily_count=int(raw.get("daily_count", 0)),
@@ -132,7 +137,7 @@ class Ledger:
                 "baseline_at": _s(meta.baseline_at),
                 "baseline_done": _s("true" if meta.baseline_done else "false"),
                 "baseline_cursor": _s(meta.baseline_cursor),
-                "scan_cursor": _s(meta.scan_cursor),
+                "head": _s(",".join(meta.head)),
                 "next_page_size": _n(meta.next_page_size),
                 "daily_day": _s(meta.daily_day),
                 "daily_count": _n(meta.daily_count),
@@ -187,9 +192,15 @@ class Ledger:
                 added += 1
         return added
 
-    def queue_new(self, follower: Follower, *, queued_at: str, now: str) -> bool:
+    def queue_new(self, follower: Follower, *, queued_at: str, boundary: list[str], now: str) -> bool:
         """Queue a follower seen for the first time. False if the ledger already knew them."""
-        extra = {"state": _s(State.PENDING), "first_seen_at": _s(now), "queue": _s(State.PENDING), "queued_at": _s(queued_at)}
+        extra = {
+            "state": _s(State.PENDING),
+            "first_seen_at": _s(now),
+            "queue": _s(State.PENDING),
+            "queued_at": _s(queued_at),
+            "boundary": _s(",".join(boundary)),
+        }
         return self._put_if_absent(follower, extra)
 
     def _put_if_absent(self, follower: Follower, extra: dict[str, Any]) -> bool:
@@ -230,6 +241,7 @@ class Ledger:
                         raw.get("name", ""),
                         raw.get("queued_at", ""),
                         raw.get("claimed_at", ""),
+                        tuple(i for i in raw.get("boundary", "").split(",") if i),
                     )
                 )
             if "LastEvaluatedKey" not in answer:
@@ -311,9 +323,15 @@ class Ledger:
     def mark_departed(self, follower_id: str, *, now: str) -> bool:
         return self._transition(follower_id, expected=State.PENDING, new=State.DEPARTED, fields={"departed_at": now})
 
-    def requeue_departed(self, follower: Follower, *, now: str, queued_at: str) -> bool:
+    def requeue_departed(self, follower: Follower, *, now: str, queued_at: str, boundary: list[str]) -> bool:
         """departed -> pending: they followed again before ever being welcomed."""
-        fields = {"username": follower.username, "name": follower.name, "queued_at": queued_at, "returned_at": now}
+        fields = {
+            "username": follower.username,
+            "name": follower.name,
+            "queued_at": queued_at,
+            "boundary": ",".join(boundary),
+            "returned_at": now,
+        }
         return self._transition(follower.id, expected=State.DEPARTED, new=State.PENDING, fields=fields, queue=State.PENDING)
 
     def _transition(

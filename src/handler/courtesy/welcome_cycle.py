@@ -29,7 +29,7 @@ from courtesy.errors import (
     UnexpectedAnswer,
     XUnavailable,
 )
-from courtesy.ledger import EXPIRED_UNCERTAIN_QUEUE, Entry, Ledger, Meta, State, queue_key
+from courtesy.ledger import EXPIRED_UNCERTAIN_QUEUE, Entry, Known, Ledger, Meta, State, queue_key
 from courtesy.observability import logger
 from courtesy.settings import Settings
 from courtesy.x_account import Follower, FollowersPage, XAccount
@@ -37,9 +37,20 @@ from courtesy.x_limits import DM_EVENTS_KEPT_DAYS, FOLLOWERS_PAGE_MAX
 
 # The default baseline reads one page this size, whatever the account's size.
 BASELINE_PAGE_SIZE = 50
-# Known followers read past the first one before a scan stops: X documents the
-# order as newest first but "subject to eventual consistency".
-BOUNDARY_MARGIN = 3
+# Each scan remembers the top of the list (the "head", HEAD_SIZE ids). The next scan
+# reads until it meets HEAD_MATCH of them again in their remembered order: the boundary
+# of what is known. Known followers outside the head do not count: someone who left and
+# came back sits at the top, above newer followers, and must not end the scan early;
+# head members who came back show up out of order and do not count either. Several
+# members, not one, allow for X's order being "subject to eventual consistency".
+HEAD_SIZE = 10
+HEAD_MATCH = 3
+# When the head has gone (every member left), this many other known followers in a
+# row end the scan instead, so it can never run down a million-follower list.
+KNOWN_FALLBACK = 25
+# A queued follower not met in a run's pages has left once this many of the followers
+# who were just below them when they were queued have been read.
+DEPARTED_MATCH = 2
 # Smallest page asked for; quiet accounts re-read the same few users, which X
 # bills once per UTC day.
 MIN_PAGE_SIZE = 10
@@ -118,8 +129,7 @@ class WelcomeCycle:
         self.summary = RunSummary(run_id=run_id, dry_run=settings.dry_run)
         self.started = _iso(now())  # one time for the run's queue keys, so they sort by position
         # What this run has read of the followers list, newest first.
-        self.present: dict[str, Follower] = {}  # followers seen in this run's pages
-        self.known_queued_at: list[str] = []  # queue keys of already-known followers read
+        self.present: dict[str, Follower] = {}  # followers seen in this run's pages, in list order
         self.next_token: str | None = None  # where reading can go on
         self.reached_end = False  # a page said there is nothing further down
         self.position = 0
@@ -160,6 +170,7 @@ class WelcomeCycle:
             page = self.x.followers_page(meta.account_id, max_results=BASELINE_PAGE_SIZE)
             self.summary.followers_read += len(page.followers)
             self.ledger.record_baseline(page.followers, now)
+            meta.head = [f.id for f in page.followers[:HEAD_SIZE]]
             meta.baseline_done = True
         else:
             self._take_full_baseline(meta, now)
@@ -172,6 +183,8 @@ class WelcomeCycle:
             page = self.x.followers_page(meta.account_id, max_results=FOLLOWERS_PAGE_MAX, token=token)
             self.summary.followers_read += len(page.followers)
             self.ledger.record_baseline(page.followers, now)
+            if token is None:
+                meta.head = [f.id for f in page.followers[:HEAD_SIZE]]
             token = page.next_token
             meta.baseline_cursor = token or ""
             # Saved after every page: a crash resumes here instead of paying again.
@@ -188,90 +201,97 @@ class WelcomeCycle:
     def _scan(self, meta: Meta) -> None:
         new_before = self.summary.new_followers
         try:
-            cursor = self._read_until_known(meta, token=None)
-            if meta.scan_cursor and cursor is None:
-                # A previous run stopped mid-list: finish the gap it left.
-                cursor = self._read_until_known(meta, token=meta.scan_cursor)
-                meta.scan_cursor = cursor or ""
-            elif cursor is not None:
-                meta.scan_cursor = cursor
+            head = self._read_until_known(meta)
         except (XUnavailable, UnexpectedAnswer, RateLimited) as exc:
-            # New followers recorded so far stay recorded; the queue can still be welcomed.
+            # Nothing of this scan was recorded; the next run reads the same again
+            # (a same-day re-read is billed once). The queue waits for a run that can
+            # confirm its followers still follow.
             self.summary.scan_complete = False
             self.summary.notes.append(f"follower scan stopped: {exc}")
             logger.warning("Follower scan stopped early", extra={"reason": str(exc)})
+            return
+        if head:
+            meta.head = head
         found = self.summary.new_followers - new_before
-        meta.next_page_size = max(MIN_PAGE_SIZE, min(FOLLOWERS_PAGE_MAX, found + found // 2 + BOUNDARY_MARGIN + 1))
+        meta.next_page_size = max(MIN_PAGE_SIZE, min(FOLLOWERS_PAGE_MAX, found + found // 2 + HEAD_MATCH + 1))
 
-    def _read_page(self, meta: Meta, *, page_size: int, token: str | None) -> tuple[FollowersPage, dict]:
+    def _read_page(self, meta: Meta, *, page_size: int, token: str | None) -> tuple[FollowersPage, dict[str, Known]]:
         """One page of followers, and what the ledger knows of each of them."""
         page = self.x.followers_page(meta.account_id, max_results=page_size, token=token)
         self.summary.followers_read += len(page.followers)
         known = self.ledger.known(f.id for f in page.followers)
         for follower in page.followers:
             self.present[follower.id] = follower
-            if follower.id in known:
-                self.known_queued_at.append(known[follower.id].queued_at)
         self.next_token = page.next_token
         self.reached_end = page.next_token is None
         return page, known
 
-    def _read_until_known(self, meta: Meta, *, token: str | None) -> str | None:
-        """Read pages until BOUNDARY_MARGIN known followers are seen or the list ends, then
-        record the new followers found, oldest first. Returns a cursor to resume from if
-        it had to stop before the boundary, else None.
+    def _read_until_known(self, meta: Meta) -> list[str]:
+        """Read pages newest first until the boundary of what is known, then record the new
+        followers found, oldest first. Returns the new head, or [] if the scan ran out of time.
 
         Nothing is written until the boundary is reached, and then the deepest first: a
         crash or an error mid-scan can never leave recorded followers above unrecorded
         ones, which the next scan would take for the boundary and stop at."""
+        head = {follower_id: rank for rank, follower_id in enumerate(meta.head)}
         page_size = meta.next_page_size or MIN_PAGE_SIZE
-        known_seen = 0
+        token: str | None = None
+        met: list[str] = []  # head members met in a row in their remembered order
+        other_known = 0
         found: list[tuple[Follower, str, bool]] = []  # (follower, queue key, came back after leaving)
         while True:
             page, known = self._read_page(meta, page_size=page_size, token=token)
             for follower in page.followers:
-                if known_seen >= BOUNDARY_MARGIN:
+                if len(met) >= HEAD_MATCH or other_known >= KNOWN_FALLBACK:
                     # Past the boundary: unknown users here followed before the
                     # baseline (it records only the newest page), so never new.
                     break
                 self.position += 1
                 record = known.get(follower.id)
-                if record is None or record.state == State.DEPARTED:
+                if follower.id in head:
+                    in_order = met and head[follower.id] > head[met[-1]]
+                    met = [*met, follower.id] if in_order else [follower.id]
+                elif record is None or record.state == State.DEPARTED:
                     found.append((follower, queue_key(self.started, self.position), record is not None))
+                    other_known = 0
                 else:
-                    known_seen += 1
-            reached = known_seen >= BOUNDARY_MARGIN or page.next_token is None
-            if reached or self.time_left() < TIME_RESERVE_SECONDS:
-                self._record_found(found)
-                if reached:
-                    return None
+                    other_known += 1
+            if len(met) >= HEAD_MATCH or other_known >= KNOWN_FALLBACK or page.next_token is None:
+                self._record_found(found, boundary=met)
+                return list(self.present)[:HEAD_SIZE]
+            if self.time_left() < TIME_RESERVE_SECONDS:
+                # Recording only the newer part would hide the older part below it from
+                # the next scan; record nothing, and the next run reads it all again.
                 self.summary.scan_complete = False
-                self.summary.notes.append("follower scan continues next run")
-                return page.next_token
+                self.summary.notes.append("follower scan ran out of time; the next run starts it again")
+                return []
             token = page.next_token
-            # A page of only new followers means a burst: ask for more at once.
-            page_size = MIN_PAGE_SIZE if known_seen else min(FOLLOWERS_PAGE_MAX, page_size * 2)
+            # Pages with nothing known yet mean a burst: ask for more at once.
+            page_size = MIN_PAGE_SIZE if met or other_known else min(FOLLOWERS_PAGE_MAX, page_size * 2)
 
-    def _record_found(self, found: list[tuple[Follower, str, bool]]) -> None:
+    def _record_found(self, found: list[tuple[Follower, str, bool]], *, boundary: list[str]) -> None:
         for follower, key, returning in reversed(found):  # the deepest (oldest follow) first
             if returning:
                 # Left before their welcome and came back: welcome them after all.
-                added = self.ledger.requeue_departed(follower, now=self.started, queued_at=key)
+                added = self.ledger.requeue_departed(follower, now=self.started, queued_at=key, boundary=boundary)
             else:
-                added = self.ledger.queue_new(follower, queued_at=key, now=self.started)
+                added = self.ledger.queue_new(follower, queued_at=key, boundary=boundary, now=self.started)
             self.summary.new_followers += int(added)
 
     def _still_following(self, meta: Meta, candidates: list[Entry]) -> list[Entry]:
-        """The candidates who still follow the account. Those not in this run's pages are
-        looked for further down the list; one not found once BOUNDARY_MARGIN known followers
-        older than them have been read has left, and is marked departed, not messaged."""
+        """The candidates who still follow the account. One not in this run's pages is looked
+        for further down the list; once DEPARTED_MATCH of the followers who were just below
+        them when they were queued have been read without meeting them, they have left:
+        marked departed, not messaged."""
         pages = 0
         while True:
             confirmed, unseen = [], []
             for entry in candidates:
                 if entry.follower_id in self.present:
                     confirmed.append(entry)
-                elif sum(1 for q in self.known_queued_at if q < entry.queued_at) >= BOUNDARY_MARGIN or self.reached_end:
+                elif self.reached_end or (
+                    entry.boundary and sum(i in self.present for i in entry.boundary) >= min(DEPARTED_MATCH, len(entry.boundary))
+                ):
                     if self.ledger.mark_departed(entry.follower_id, now=_iso(self.now())):
                         self.summary.departed += 1
                         logger.info("Follower left before their welcome", extra={"follower_id": entry.follower_id})
@@ -279,8 +299,8 @@ class WelcomeCycle:
                     unseen.append(entry)
             if not unseen:
                 return confirmed
-            if pages >= PRESENCE_PAGES_PER_RUN or self.time_left() < TIME_RESERVE_SECONDS:
-                self.summary.notes.append(f"{len(unseen)} queued followers not checked yet; they wait")
+            if pages >= PRESENCE_PAGES_PER_RUN or not self.present or self.time_left() < TIME_RESERVE_SECONDS:
+                self.summary.notes.append(f"{len(unseen)} queued followers not confirmed as followers yet; they wait")
                 return confirmed
             pages += 1
             try:
