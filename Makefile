@@ -11,7 +11,7 @@ FALLBACK_PYTHON := $(shell command -v python3)
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup demo test unit integration lint validate build bench clean
+.PHONY: setup demo test soak lint validate build bench clean print-python
 
 setup: $(VENV)/.installed
 
@@ -28,9 +28,13 @@ demo: setup
 test: setup lint validate
 	$(PY) -m pytest
 
+# A longer search for counterexamples to the exactly-once promise: thousands of random cases.
+soak: setup
+	COURTESY_CAMPAIGN=soak $(PY) -m pytest tests/integration/test_exactly_once_campaign.py
+
 lint: setup
-	$(VENV)/bin/ruff check src tests sandbox tools
-	$(VENV)/bin/ruff format --check src tests sandbox tools
+	$(VENV)/bin/ruff check src tests sandbox tools bench
+	$(VENV)/bin/ruff format --check src tests sandbox tools bench
 	$(VENV)/bin/mypy src/handler/courtesy
 
 validate: setup
@@ -40,6 +44,9 @@ validate: setup
 build: setup
 	@test -n "$(PYTHON313)" || { echo "sam build needs python3.13 (the Lambda runtime) on PATH or in PYTHON313"; exit 1; }
 	PATH="$(dir $(PYTHON313)):$$PATH" $(VENV)/bin/sam build
+
+bench: setup
+	$(PY) -m bench
 
 clean:
 	rm -rf $(VENV) .aws-sam

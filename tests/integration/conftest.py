@@ -101,6 +101,7 @@ class CycleWorld:
     def __init__(self, aws: LocalAws, x: XSandbox):
         self.aws, self.x = aws, x
         self.dynamodb = FlakyDynamoDB(aws.client("dynamodb"))
+        self.stack = Stack(aws, x)  # for looking into the ledger and the DM log
         self.runs = 0
 
     def now(self) -> datetime:
@@ -126,10 +127,10 @@ class CycleWorld:
             self.x.advance(advance_minutes * 60)
 
     def states(self) -> dict[str, str]:
-        return {k: v["state"] for k, v in Stack(self.aws, self.x).ledger_items().items() if k != "#meta"}
+        return {k: v["state"] for k, v in self.stack.ledger_items().items() if k != "#meta"}
 
     def dms_per_follower(self) -> dict[str, int]:
-        return Stack(self.aws, self.x).welcomes_per_follower()
+        return self.stack.welcomes_per_follower()
 
 
 BASE_ENV = {
