@@ -124,6 +124,8 @@ def _publish_metrics(summary: dict[str, Any]) -> None:
     metrics.add_metric(name="WelcomeFailures", unit=MetricUnit.Count, value=summary["failed"])
     metrics.add_metric(name="PendingBacklog", unit=MetricUnit.Count, value=summary["pending"])
     metrics.add_metric(name="UncertainSends", unit=MetricUnit.Count, value=summary["uncertain"])
+    metrics.add_metric(name="ReconciledSends", unit=MetricUnit.Count, value=summary["reconciled_welcomed"] + summary["reconciled_released"])
+    metrics.add_metric(name="FollowersDeparted", unit=MetricUnit.Count, value=summary["departed"])
     metrics.add_metric(name="RateLimitedRuns", unit=MetricUnit.Count, value=int(summary["rate_limited"]))
 
 
