@@ -17,11 +17,14 @@ when it matches either that host or the sandbox's own base URL.
 State lives in memory behind one lock (the server is threaded).  Tests read
 the records (dm_log, users_returned, requests) and inject faults
 (fail_next, drop_after_store_next, rate limits, latency, the clock).
+The benchmark also reads billing (distinct users returned per UTC day of the
+sandbox clock, as X bills them) and when each follower followed.
 """
 
 from __future__ import annotations
 
 import base64
+import bisect
 import copy
 import json
 import math
@@ -179,21 +182,27 @@ def decode_token(token: str, kinds: tuple[str, ...]) -> tuple[str, int]:
 
 
 def paginate(items: list, seq_of: Callable, token: str | None, max_results: int, family: str):
-    """Page newest-first `items` (sorted by descending seq). Returns (page, meta extras)."""
+    """Page newest-first `items` (sorted by strictly descending seq). Returns (page, meta extras)."""
+
+    # Binary search, not a scan: the benchmark pages accounts of a million followers.
+    def descending(it) -> int:
+        return -seq_of(it)
+
     if token:
         direction, seq = decode_token(token, (family + "n", family + "p"))
+        cut = bisect.bisect_left(items, -seq, key=descending)  # first item with seq <= token's
         if direction.endswith("n"):  # next page: this seq and older
-            page = [it for it in items if seq_of(it) <= seq][:max_results]
+            page = items[cut : cut + max_results]
         else:  # previous page: the max_results items just newer than seq
-            page = [it for it in items if seq_of(it) > seq][-max_results:]
+            page = items[max(0, cut - max_results) : cut]
     else:
         page = items[:max_results]
     meta = {}
     if page:
-        older = [it for it in items if seq_of(it) < seq_of(page[-1])]
-        if older:
-            meta["next_token"] = encode_token(family + "n", seq_of(older[0]))
-        if token and any(seq_of(it) > seq_of(page[0]) for it in items):
+        older = bisect.bisect_right(items, -seq_of(page[-1]), key=descending)
+        if older < len(items):
+            meta["next_token"] = encode_token(family + "n", seq_of(items[older]))
+        if token and seq_of(items[0]) > seq_of(page[0]):
             meta["previous_token"] = encode_token(family + "p", seq_of(page[0]))
     return page, meta
 
@@ -238,6 +247,9 @@ class XSandbox:
         self._users: dict[str, dict] = {}
         self._receives_dm: dict[str, bool] = {}
         self._follow_seq: dict[str, int] = {}  # follower id -> follow order (higher = newer)
+        self._follow_order: list[str] = []  # follower ids, oldest first (kept in step with _follow_seq)
+        self._followed_at: dict[str, float] = {}  # follower id -> sandbox time of the (latest) follow
+        self._billed: dict[str, set[str]] = {}  # UTC day of the sandbox clock -> user ids returned
         self._seq = 0
         self._next_user_id = 2_000_001
         self._next_event_id = 1_860_000_000_000_000_001
@@ -326,9 +338,14 @@ class XSandbox:
                 self._users[user_id] = self._new_user(user_id, username, name or username, fields)
             self._receives_dm[user_id] = receives_dm
             if user_id not in self._follow_seq:  # a (re-)follow goes to the front
-                self._seq += 1
-                self._follow_seq[user_id] = self._seq
+                self._follow(user_id)
             return self._public_user(user_id)
+
+    def _follow(self, user_id: str) -> None:
+        self._seq += 1
+        self._follow_seq[user_id] = self._seq
+        self._follow_order.append(user_id)  # the newest seq, so the order stays sorted
+        self._followed_at[user_id] = self.now()
 
     def add_followers(self, count: int, *, prefix="fan") -> list[dict]:
         with self._lock:
@@ -338,16 +355,35 @@ class XSandbox:
                 out.append(self.add_follower(username=f"{prefix}{n}", name=f"{prefix.title()} {n}"))
             return out
 
+    def seed_followers(self, count: int, *, prefix="early") -> None:
+        """Add `count` followers fast (no copies returned): accounts of a million for the benchmark."""
+        with self._lock:
+            for _ in range(count):
+                while str(self._next_user_id) in self._users:
+                    self._next_user_id += 1
+                user_id = str(self._next_user_id)
+                self._next_user_id += 1
+                n = self._seq + 1
+                self._users[user_id] = self._new_user(user_id, f"{prefix}{n}", f"{prefix.title()} {n}", {})
+                self._receives_dm[user_id] = True
+                self._follow(user_id)
+
     def remove_follower(self, user_id: str) -> None:
         with self._lock:
-            self._follow_seq.pop(str(user_id), None)
+            if self._follow_seq.pop(str(user_id), None) is not None:
+                self._follow_order.remove(str(user_id))
 
     def follower_ids(self) -> list[str]:
         with self._lock:
             return self._follower_ids()
 
     def _follower_ids(self) -> list[str]:
-        return sorted(self._follow_seq, key=self._follow_seq.__getitem__, reverse=True)
+        return self._follow_order[::-1]
+
+    def followed_at(self, user_id: str) -> float | None:
+        """Sandbox time at which this user last followed (None if never)."""
+        with self._lock:
+            return self._followed_at.get(str(user_id))
 
     def set_receives_dm(self, user_id: str, value: bool) -> None:
         with self._lock:
@@ -415,10 +451,17 @@ class XSandbox:
         with self._lock:
             return copy.deepcopy(self._requests)
 
+    def billed_users_per_day(self) -> dict[str, int]:
+        """Distinct users the followers endpoint returned per UTC day of the sandbox clock:
+        what X bills (a resource read again the same UTC day is billed once)."""
+        with self._lock:
+            return {day: len(ids) for day, ids in sorted(self._billed.items())}
+
     def reset_counters(self) -> None:
         with self._lock:
             self.users_returned = 0
             self._requests.clear()
+            self._billed.clear()
 
     # ---- faults and limits ------------------------------------------------------------------
     def fail_next(self, endpoint: str, status: int, *, count: int = 1, body: dict | str | None = None, headers: dict | None = None) -> None:
@@ -620,6 +663,7 @@ class XSandbox:
         ids = self._follower_ids() if user_id == self.account_id else []
         page, meta = paginate(ids, self._follow_seq.__getitem__, query.get("pagination_token"), max_results, "f")
         self.users_returned += len(page)
+        self._billed.setdefault(time.strftime("%Y-%m-%d", time.gmtime(self.now())), set()).update(page)
         out = {"meta": {"result_count": len(page), **meta}}
         if page:
             out = {"data": [self._user_view(uid, fields) for uid in page], **out}
@@ -713,6 +757,9 @@ class XSandbox:
 class _Handler(BaseHTTPRequestHandler):
     sandbox: XSandbox
     protocol_version = "HTTP/1.1"  # keep-alive, like the real API; every reply has Content-Length
+    # Headers and body go out as separate writes: without TCP_NODELAY, Nagle's algorithm and
+    # delayed ACKs add 40 ms to every keep-alive answer.
+    disable_nagle_algorithm = True
     server_version = "XSandbox/1.0"
 
     def log_message(self, format, *args):  # keep test output quiet
