@@ -13,7 +13,7 @@ REQUIRED = {"LEDGER_TABLE_NAME": "l", "IDEMPOTENCY_TABLE_NAME": "i", "X_CREDENTI
 def test_defaults_are_a_dry_run_against_x_with_conservative_caps():
     settings = Settings.from_env(REQUIRED)
     assert settings.dry_run is True
-    assert (settings.max_welcomes_per_run, settings.daily_welcome_limit) == (10, 200)
+    assert (settings.max_welcomes_per_run, settings.daily_welcome_limit) == (15, 1000)  # X's window; room for people
     assert settings.x_api_base_url == "https://api.twitter.com" and settings.baseline_mode == "newest-page"
 
 

@@ -11,8 +11,11 @@ from dataclasses import dataclass
 
 from courtesy.errors import ConfigurationError
 from courtesy.messages import MessageTemplates
+from courtesy.x_limits import DM_SEND_PER_15_MIN, DM_SEND_PER_24_H
 
 BASELINE_MODES = ("newest-page", "full")
+# Below X's 1,440 DMs per 24 h, so the people running the account can still send their own.
+DEFAULT_DAILY_WELCOME_LIMIT = 1000
 X_DEFAULT_BASE_URL = "https://api.twitter.com"
 
 
@@ -72,8 +75,8 @@ class Settings:
             credentials_secret_id=required("X_CREDENTIALS_SECRET_ID"),
             # Anything but an explicit "false" stays a dry run: going live is deliberate.
             dry_run=dry_run_raw != "false",
-            max_welcomes_per_run=number("MAX_WELCOMES_PER_RUN", 10, 1, 1000),
-            daily_welcome_limit=number("DAILY_WELCOME_LIMIT", 200, 1, 1440),
+            max_welcomes_per_run=number("MAX_WELCOMES_PER_RUN", DM_SEND_PER_15_MIN, 1, 1000),
+            daily_welcome_limit=number("DAILY_WELCOME_LIMIT", DEFAULT_DAILY_WELCOME_LIMIT, 1, DM_SEND_PER_24_H),
             templates=templates,  # type: ignore[arg-type]  # None only when problems is non-empty
             baseline_mode=baseline_mode,
             x_api_base_url=base_url,

@@ -45,19 +45,20 @@ BASELINE_PAGE_SIZE = 50
 # members, not one, allow for X's order being "subject to eventual consistency".
 HEAD_SIZE = 10
 HEAD_MATCH = 3
+# Smallest page asked for: enough to meet the head and one newcomer. Quiet accounts
+# re-read the same few users every run, which X bills once per UTC day.
+MIN_PAGE_SIZE = HEAD_MATCH + 1
 # When the head has gone (every member left), this many other known followers in a
 # row end the scan instead, so it can never run down a million-follower list.
 KNOWN_FALLBACK = 25
 # A queued follower not met in a run's pages has left once this many of the followers
 # who were just below them when they were queued have been read.
 DEPARTED_MATCH = 2
-# Smallest page asked for; quiet accounts re-read the same few users, which X
-# bills once per UTC day.
-MIN_PAGE_SIZE = 10
 # A full baseline reads at most this many pages per run, then resumes next run.
 FULL_BASELINE_PAGES_PER_RUN = 20
-# Pages read past the scan to check that older queued followers still follow.
-PRESENCE_PAGES_PER_RUN = 5
+# Pages read past the scan to check that older queued followers still follow
+# (200, 400, 800, 1,000, ...: about 6,000 followers deep at most).
+PRESENCE_PAGES_PER_RUN = 8
 # Seconds kept in hand before the Lambda timeout: no new page or send below this.
 TIME_RESERVE_SECONDS = 20.0
 # When X gives no reset time, wait this long before sending again (one DM window).
@@ -304,7 +305,8 @@ class WelcomeCycle:
                 return confirmed
             pages += 1
             try:
-                self._read_page(meta, page_size=FOLLOWERS_PAGE_MAX, token=self.next_token)
+                # Growing pages: a backlog a few hundred deep is not read a thousand at a time.
+                self._read_page(meta, page_size=min(FOLLOWERS_PAGE_MAX, 100 * 2**pages), token=self.next_token)
             except (XUnavailable, UnexpectedAnswer, RateLimited) as exc:
                 self.summary.notes.append(f"presence check stopped: {exc}")
                 return confirmed
