@@ -308,7 +308,8 @@ class XSandbox:
             "protected": False,
             "verified": False,
             "verified_type": "none",
-            "public_metrics": {"followers_count": 0, "following_count": 1, "tweet_count": 0, "listed_count": 0, "like_count": 0},
+            # An ordinary person's account by default; tests make spam-like ones explicitly.
+            "public_metrics": {"followers_count": 25, "following_count": 80, "tweet_count": 12, "listed_count": 0, "like_count": 3},
         }
         user.update(fields)
         return user

@@ -58,7 +58,7 @@ X_FAULTS = [
     ("drop", 0, None),
 ]
 # Once a follower reaches one of these states, it never changes again.
-FINAL = {State.BASELINE, State.WELCOMED, State.UNDELIVERABLE, State.FAILED}
+FINAL = {State.BASELINE, State.WELCOMED, State.UNDELIVERABLE, State.FAILED, State.SKIPPED}
 
 aws: LocalAws | None = None  # one moto server for the whole campaign
 

@@ -100,14 +100,54 @@ def test_an_actual_429_keeps_the_follower_pending_for_the_next_run(stack):
 def test_a_recipient_who_cannot_be_messaged_is_recorded_and_skipped(stack):
     stack.run()
     fans = stack.x.add_followers(3, prefix="new")
-    stack.x.set_receives_dm(fans[1]["id"], False)
+    stack.x.fail_next("send_dm", 403)  # X refuses the first recipient
     summary = stack.run()
     assert summary["skipped"] == 1 and summary["welcomed"] == 2
-    assert stack.state_of(fans[1]["id"]) == "undeliverable"
-    assert "403" in stack.ledger_items()[fans[1]["id"]]["detail"]
-    stack.x.set_receives_dm(fans[1]["id"], True)
+    assert stack.state_of(fans[0]["id"]) == "undeliverable"
+    assert "403" in stack.ledger_items()[fans[0]["id"]]["detail"]
     stack.run()
-    assert fans[1]["id"] not in stack.welcomes_per_follower()
+    assert fans[0]["id"] not in stack.welcomes_per_follower()
+
+
+def test_a_follower_whose_dms_are_closed_is_skipped_without_a_send(stack):
+    stack.run()
+    fans = stack.x.add_followers(2, prefix="new")
+    stack.x.set_receives_dm(fans[0]["id"], False)
+    summary = stack.run()
+    assert summary["skipped_by_reason"] == {"dms_closed": 1} and summary["welcomed"] == 1
+    assert stack.ledger_items()[fans[0]["id"]]["reason"] == "dms_closed"
+    assert not [r for r in stack.x.requests if r["status"] == 403]
+    stack.x.set_receives_dm(fans[0]["id"], True)  # a skip is final: no surprise DM later
+    stack.run()
+    assert fans[0]["id"] not in stack.welcomes_per_follower()
+
+
+def test_spam_like_followers_are_skipped_with_their_reason_and_notable_ones_get_their_own_message(stack):
+    stack.run()
+    spam = stack.x.add_follower(
+        username="spammy", name="Spam", public_metrics={"followers_count": 1, "following_count": 4999, "tweet_count": 0}
+    )
+    throwaway = stack.x.add_follower(username="fresh", name="Fresh", created_at="2026-11-25T00:00:00.000Z")
+    star = stack.x.add_follower(username="star", name="Star Person", verified=True)
+    blocked = stack.x.add_follower(username="Blocked_One", name="Blocked")
+    regular = stack.x.add_follower(username="regular", name="Regular Person")
+    notable = json.dumps(["Thank you {first_name}, truly!"])
+    summary = stack.run(BLOCKLIST="@blocked_one", NOTABLE_TEMPLATES=notable)
+    assert summary["skipped_by_reason"] == {"no_posts": 1, "too_new": 1, "blocklisted": 1}
+    assert {stack.ledger_items()[u["id"]]["reason"] for u in (spam, throwaway, blocked)} == {"no_posts", "too_new", "blocklisted"}
+    assert stack.welcomes_per_follower() == {star["id"]: 1, regular["id"]: 1}
+    assert stack.x.dms_to(star["id"])[0]["text"] == "Thank you Star, truly!"
+    assert stack.ledger_items()[star["id"]]["notable"] == "true"
+
+
+def test_a_follower_blocked_after_being_queued_is_never_welcomed(stack):
+    stack.run()
+    [fan] = stack.x.add_followers(1, prefix="new")
+    stack.run(DRY_RUN="true")
+    summary = stack.run(BLOCKLIST=fan["id"])
+    assert summary["skipped_by_reason"] == {"blocklisted": 1} and stack.x.dm_log == []
+    stack.run()
+    assert stack.x.dm_log == [] and stack.state_of(fan["id"]) == "skipped"
 
 
 def test_the_per_run_and_daily_caps_hold(stack):

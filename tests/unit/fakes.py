@@ -96,10 +96,20 @@ class FakeLedger:
                 added += 1
         return added
 
-    def queue_new(self, f, *, queued_at: str, boundary, now: str) -> bool:
+    def record_skipped(self, f, *, reason: str, now: str) -> bool:
+        if f.id in self.items:
+            return False
+        self.items[f.id] = {"state": State.SKIPPED, "username": f.username, "name": f.name, "reason": reason}
+        return True
+
+    def skip_pending(self, follower_id, *, reason, now) -> bool:
+        return self._move(follower_id, State.PENDING, State.SKIPPED, reason=reason)
+
+    def queue_new(self, f, *, queued_at: str, boundary, now: str, notable: bool = False) -> bool:
         if f.id in self.items:
             return False
         self.items[f.id] = {
+            "notable": notable,
             "state": State.PENDING,
             "username": f.username,
             "name": f.name,

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import boto3
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
@@ -23,13 +23,17 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from courtesy.errors import CredentialsMissing, InvalidEvent
+from courtesy.errors import AppNotPermitted, ConfigurationError, CredentialsMissing, CredentialsRejected, InvalidEvent
 from courtesy.ledger import Ledger
 from courtesy.observability import logger, metrics, tracer
 from courtesy.settings import Settings
 from courtesy.welcome_cycle import WelcomeCycle
 from courtesy.x_account import XAccount
 
+SERVICE = "courtesy"
+METRICS_NAMESPACE = "Courtesy"
+# Failures a person must fix; everything else ends a run cleanly.
+PERSON_NEEDED = (CredentialsRejected, AppNotPermitted, CredentialsMissing, ConfigurationError)
 # Credentials are re-read at most this often, so a rotated secret is picked up without a redeploy.
 SECRET_MAX_AGE_SECONDS = 300
 # An idempotency record outlives any retry of its slot (the scheduler gives up after 10 minutes).
@@ -123,10 +127,21 @@ def _publish_metrics(summary: dict[str, Any]) -> None:
     metrics.add_metric(name="WelcomesSkipped", unit=MetricUnit.Count, value=summary["skipped"])
     metrics.add_metric(name="WelcomeFailures", unit=MetricUnit.Count, value=summary["failed"])
     metrics.add_metric(name="PendingBacklog", unit=MetricUnit.Count, value=summary["pending"])
-    metrics.add_metric(name="UncertainSends", unit=MetricUnit.Count, value=summary["uncertain"])
+    # Only sends that can still be settled: one too old to check must not hold an alarm on for ever.
+    metrics.add_metric(name="UncertainSends", unit=MetricUnit.Count, value=summary["uncertain"] - summary["uncertain_expired"])
+    metrics.add_metric(name="UncertainExpired", unit=MetricUnit.Count, value=summary["uncertain_expired"])
     metrics.add_metric(name="ReconciledSends", unit=MetricUnit.Count, value=summary["reconciled_welcomed"] + summary["reconciled_released"])
     metrics.add_metric(name="FollowersDeparted", unit=MetricUnit.Count, value=summary["departed"])
     metrics.add_metric(name="RateLimitedRuns", unit=MetricUnit.Count, value=int(summary["rate_limited"]))
+    for reason, count in summary["skipped_by_reason"].items():
+        _single_metric("FollowersSkipped", count, reason)
+
+
+def _single_metric(name: str, value: int, reason: str) -> None:
+    """A metric with its own Reason dimension, beside the run's metrics."""
+    with single_metric(name=name, unit=MetricUnit.Count, value=value, namespace=METRICS_NAMESPACE) as metric:
+        metric.add_dimension(name="service", value=SERVICE)
+        metric.add_dimension(name="Reason", value=reason)
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -135,7 +150,12 @@ def _publish_metrics(summary: dict[str, Any]) -> None:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     slot = schedule_slot(event)
     logger.set_correlation_id(slot)
-    rt = runtime()
+    try:
+        rt = runtime()
+    except ConfigurationError as exc:
+        logger.error("Run failed: a person needs to act", extra={"reason": "ConfigurationError", "detail": str(exc)})
+        _single_metric("PersonNeeded", 1, "ConfigurationError")
+        raise
     rt.idempotency.register_lambda_context(context)
     started = time.monotonic()
     try:
@@ -144,6 +164,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         # Another delivery of this same slot is running right now: this one does nothing.
         logger.info("Duplicate delivery of a slot still running; nothing to do", extra={"slot": slot})
         return {"slot": slot, "duplicate": True}
+    except PERSON_NEEDED as exc:
+        # Only these fail a run on purpose: an alarm asks a person to fix them.
+        logger.error("Run failed: a person needs to act", extra={"reason": type(exc).__name__, "detail": str(exc)})
+        _single_metric("PersonNeeded", 1, type(exc).__name__)
+        raise
     tracer.put_annotation("slot", slot)
     logger.debug("Run finished", extra={"seconds": round(time.monotonic() - started, 3)})
     return summary

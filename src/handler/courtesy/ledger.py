@@ -35,6 +35,7 @@ class State:
     FAILED = "failed"  # X refused the message itself: never retried
     UNCERTAIN = "uncertain"  # the DM may exist: never resent blindly
     DEPARTED = "departed"  # unfollowed before being welcomed: not messaged unless they follow again
+    SKIPPED = "skipped"  # filtered out (attribute "reason"): never welcomed, even if they pass later
 
 
 # Uncertain sends too old to check (X keeps DM events 30 days) wait here forever, reported, never resent.
@@ -52,6 +53,7 @@ class Entry:
     # Followers who were just below this one in the list when it was queued: reading
     # past them without meeting this follower means they left.
     boundary: tuple[str, ...] = ()
+    notable: bool = False
 
 
 @dataclass(frozen=True)
@@ -192,7 +194,7 @@ class Ledger:
                 added += 1
         return added
 
-    def queue_new(self, follower: Follower, *, queued_at: str, boundary: list[str], now: str) -> bool:
+    def queue_new(self, follower: Follower, *, queued_at: str, boundary: list[str], now: str, notable: bool = False) -> bool:
         """Queue a follower seen for the first time. False if the ledger already knew them."""
         extra = {
             "state": _s(State.PENDING),
@@ -201,7 +203,17 @@ class Ledger:
             "queued_at": _s(queued_at),
             "boundary": _s(",".join(boundary)),
         }
+        if notable:
+            extra["notable"] = _s("true")
         return self._put_if_absent(follower, extra)
+
+    def record_skipped(self, follower: Follower, *, reason: str, now: str) -> bool:
+        """Remember a new follower the filters turned away, and why. False if already known."""
+        return self._put_if_absent(follower, {"state": _s(State.SKIPPED), "reason": _s(reason), "first_seen_at": _s(now)})
+
+    def skip_pending(self, follower_id: str, *, reason: str, now: str) -> bool:
+        """pending -> skipped, e.g. blocked after being queued."""
+        return self._transition(follower_id, expected=State.PENDING, new=State.SKIPPED, fields={"reason": reason, "skipped_at": now})
 
     def _put_if_absent(self, follower: Follower, extra: dict[str, Any]) -> bool:
         item = {"follower_id": _s(follower.id), "username": _s(follower.username), "name": _s(follower.name), **extra}
@@ -242,6 +254,7 @@ class Ledger:
                         raw.get("queued_at", ""),
                         raw.get("claimed_at", ""),
                         tuple(i for i in raw.get("boundary", "").split(",") if i),
+                        raw.get("notable") == "true",
                     )
                 )
             if "LastEvaluatedKey" not in answer:

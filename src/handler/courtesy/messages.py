@@ -25,6 +25,13 @@ DEFAULT_TEMPLATES = (
     "Welcome aboard, {first_name}, and thank you for following. Say hi any time.",
 )
 
+# For notable followers (verified, or many followers of their own): warmer, and an invitation to talk.
+DEFAULT_NOTABLE_TEMPLATES = (
+    "Hi {first_name}, thank you so much for the follow, it genuinely made our day. "
+    "If there's anything we can do for you, just reply here: a real person reads every message.",
+    "{first_name}, thanks for following! We'd love to hear what brought you here; reply any time and one of us will answer.",
+)
+
 
 @dataclass(frozen=True)
 class Welcome:
@@ -77,16 +84,16 @@ class MessageTemplates:
             _validate(template)
 
     @classmethod
-    def from_setting(cls, raw: str) -> MessageTemplates:
-        """Parse the WELCOME_TEMPLATES setting: a JSON array of strings, or empty for the defaults."""
+    def from_setting(cls, raw: str, *, name: str = "WELCOME_TEMPLATES", defaults: tuple[str, ...] = DEFAULT_TEMPLATES) -> MessageTemplates:
+        """Parse a templates setting: a JSON array of strings, or empty for the defaults."""
         if not raw or not raw.strip():
-            return cls(DEFAULT_TEMPLATES)
+            return cls(defaults)
         try:
             parsed = json.loads(raw)
         except json.JSONDecodeError as exc:
-            raise ConfigurationError(f"WELCOME_TEMPLATES must be a JSON array of strings: {exc.msg}") from exc
+            raise ConfigurationError(f"{name} must be a JSON array of strings: {exc.msg}") from exc
         if not isinstance(parsed, list) or not all(isinstance(t, str) for t in parsed):
-            raise ConfigurationError("WELCOME_TEMPLATES must be a JSON array of strings")
+            raise ConfigurationError(f"{name} must be a JSON array of strings")
         return cls(tuple(parsed))
 
     def for_follower(self, follower_id: str, *, name: str, username: str) -> Welcome:

@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from courtesy.errors import ConfigurationError
-from courtesy.messages import MessageTemplates
+from courtesy.filters import FollowerFilters
+from courtesy.messages import DEFAULT_NOTABLE_TEMPLATES, MessageTemplates
 from courtesy.x_limits import DM_SEND_PER_15_MIN, DM_SEND_PER_24_H
 
 BASELINE_MODES = ("newest-page", "full")
@@ -30,6 +31,8 @@ class Settings:
     templates: MessageTemplates
     baseline_mode: str
     x_api_base_url: str
+    filters: FollowerFilters = FollowerFilters()
+    notable_templates: MessageTemplates = MessageTemplates(DEFAULT_NOTABLE_TEMPLATES)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -53,6 +56,12 @@ class Settings:
                 problems.append(f"{name} must be between {low} and {high}, got {value}")
             return value
 
+        def flag(name: str, default: bool) -> bool:
+            raw = env.get(name, "").strip().lower()
+            if raw not in ("", "true", "false"):
+                problems.append(f"{name} must be 'true' or 'false', got {raw!r}")
+            return default if raw not in ("true", "false") else raw == "true"
+
         dry_run_raw = env.get("DRY_RUN", "true").strip().lower() or "true"
         if dry_run_raw not in ("true", "false"):
             problems.append(f"DRY_RUN must be 'true' or 'false', got {dry_run_raw!r}")
@@ -63,11 +72,29 @@ class Settings:
         if not base_url.startswith(("http://", "https://")):
             problems.append(f"X_API_BASE_URL must start with http:// or https://, got {base_url!r}")
 
-        templates = None
+        templates = notable_templates = None
         try:
             templates = MessageTemplates.from_setting(env.get("WELCOME_TEMPLATES", ""))
         except ConfigurationError as exc:
             problems.append(str(exc))
+        try:
+            notable_templates = MessageTemplates.from_setting(
+                env.get("NOTABLE_TEMPLATES", ""), name="NOTABLE_TEMPLATES", defaults=DEFAULT_NOTABLE_TEMPLATES
+            )
+        except ConfigurationError as exc:
+            problems.append(str(exc).replace("Welcome template", "Notable template"))
+        blocked_ids, blocked_usernames = FollowerFilters.parse_blocklist(env.get("BLOCKLIST", ""))
+        filters = FollowerFilters(
+            skip_default_profile_image=flag("SKIP_DEFAULT_PROFILE_IMAGE", True),
+            skip_no_posts=flag("SKIP_NO_POSTS", True),
+            min_account_age_days=number("MIN_ACCOUNT_AGE_DAYS", 7, 0, 3650),
+            max_following_ratio=number("MAX_FOLLOWING_RATIO", 50, 0, 100_000),
+            skip_protected=flag("SKIP_PROTECTED", False),
+            min_follower_count=number("MIN_FOLLOWER_COUNT", 0, 0, 10**9),
+            blocked_ids=blocked_ids,
+            blocked_usernames=blocked_usernames,
+            notable_follower_count=number("NOTABLE_FOLLOWER_COUNT", 10_000, 1, 10**9),
+        )
 
         settings = cls(
             ledger_table=required("LEDGER_TABLE_NAME"),
@@ -80,6 +107,8 @@ class Settings:
             templates=templates,  # type: ignore[arg-type]  # None only when problems is non-empty
             baseline_mode=baseline_mode,
             x_api_base_url=base_url,
+            filters=filters,
+            notable_templates=notable_templates,  # type: ignore[arg-type]
         )
         if problems:
             raise ConfigurationError("Invalid configuration: " + "; ".join(problems))

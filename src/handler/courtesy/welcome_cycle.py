@@ -29,6 +29,7 @@ from courtesy.errors import (
     UnexpectedAnswer,
     XUnavailable,
 )
+from courtesy.filters import BLOCKLISTED, DMS_CLOSED
 from courtesy.ledger import EXPIRED_UNCERTAIN_QUEUE, Entry, Known, Ledger, Meta, State, queue_key
 from courtesy.observability import logger
 from courtesy.settings import Settings
@@ -84,6 +85,7 @@ class RunSummary:
     new_followers: int = 0
     welcomed: int = 0
     skipped: int = 0
+    skipped_by_reason: dict[str, int] = field(default_factory=dict)
     failed: int = 0
     pending: int = 0
     uncertain: int = 0
@@ -93,7 +95,7 @@ class RunSummary:
     departed: int = 0
     rate_limited: bool = False
     scan_complete: bool = True
-    would_welcome: list[dict[str, str]] = field(default_factory=list)
+    would_welcome: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -271,13 +273,23 @@ class WelcomeCycle:
             page_size = MIN_PAGE_SIZE if met or other_known else min(FOLLOWERS_PAGE_MAX, page_size * 2)
 
     def _record_found(self, found: list[tuple[Follower, str, bool]], *, boundary: list[str]) -> None:
+        filters = self.settings.filters
         for follower, key, returning in reversed(found):  # the deepest (oldest follow) first
             if returning:
                 # Left before their welcome and came back: welcome them after all.
                 added = self.ledger.requeue_departed(follower, now=self.started, queued_at=key, boundary=boundary)
+            elif reason := filters.reason_to_skip(follower, self.now()):
+                if added := self.ledger.record_skipped(follower, reason=reason, now=self.started):
+                    self._count_skip(reason)
+                    logger.info("Follower skipped", extra={"follower_id": follower.id, "reason": reason})
             else:
-                added = self.ledger.queue_new(follower, queued_at=key, boundary=boundary, now=self.started)
+                notable = filters.is_notable(follower)
+                added = self.ledger.queue_new(follower, queued_at=key, boundary=boundary, now=self.started, notable=notable)
             self.summary.new_followers += int(added)
+
+    def _count_skip(self, reason: str) -> None:
+        self.summary.skipped += 1
+        self.summary.skipped_by_reason[reason] = self.summary.skipped_by_reason.get(reason, 0) + 1
 
     def _still_following(self, meta: Meta, candidates: list[Entry]) -> list[Entry]:
         """The candidates who still follow the account. One not in this run's pages is looked
@@ -364,12 +376,21 @@ class WelcomeCycle:
             # Names change: greet people by the name they have now when this run read it.
             current = self.present.get(entry.follower_id)
             name, username = (current.name, current.username) if current else (entry.name, entry.username)
-            welcome = self.settings.templates.for_follower(entry.follower_id, name=name, username=username)
+            reason = BLOCKLISTED if self.settings.filters.is_blocked(entry.follower_id, username) else None
+            if current and current.profile.get("receives_your_dm") is False:
+                reason = reason or DMS_CLOSED  # closed since they were queued: X would refuse
+            if reason:
+                if self.ledger.skip_pending(entry.follower_id, reason=reason, now=_iso(self.now())):
+                    self._count_skip(reason)
+                continue
+            templates = self.settings.notable_templates if entry.notable else self.settings.templates
+            welcome = templates.for_follower(entry.follower_id, name=name, username=username)
             if self.settings.dry_run:
                 preview = {
                     "follower_id": entry.follower_id,
                     "username": username,
                     "template_id": welcome.template_id,
+                    "notable": entry.notable,
                     "text": welcome.text,
                 }
                 self.summary.would_welcome.append(preview)
@@ -394,7 +415,7 @@ class WelcomeCycle:
             return self._stop_for_rate_limit(meta, exc)
         except RecipientCannotBeMessaged as exc:
             self.ledger.mark_undeliverable(follower_id, run_id=run_id, detail=str(exc), now=_iso(self.now()))
-            self.summary.skipped += 1
+            self._count_skip(DMS_CLOSED)
             logger.info("Recipient cannot be messaged", extra={"follower_id": follower_id, "reason": str(exc)})
             return True
         except MessageRejected as exc:
