@@ -1,0 +1,360 @@
+"""What the operator commands read from and write to the ledger and the idempotency table.
+
+Every write here is conditional on the state it expects, like the function's own: a
+follower a run is welcoming right now is never touched.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from courtesy.ledger import EXPIRED_UNCERTAIN_QUEUE, META_KEY, State
+from courtesy_cli import ui
+from courtesy_cli.resources import CliError
+
+SKIPPED = getattr(State, "SKIPPED", "skipped")
+BLOCKLISTED = "blocklisted"
+UNKNOWN = "unknown"  # blocked_from for a follower the ledger did not know
+EXPORTED_STATES = (State.WELCOMED, SKIPPED, State.UNDELIVERABLE, State.FAILED, State.UNCERTAIN, State.DEPARTED)
+# States block may change, and what it says about the others.
+BLOCKABLE = (State.PENDING, State.DEPARTED)
+REFUSALS = {
+    State.WELCOMED: "was already welcomed; a block cannot take a message back",
+    State.SENDING: "is being welcomed by a run right now; try again in a few minutes",
+    State.UNCERTAIN: "may already have a welcome (the send's outcome is uncertain); it is never resent anyway",
+    State.UNDELIVERABLE: "cannot be messaged (X refused the recipient); it is never retried",
+    State.FAILED: "had its welcome refused by X; it is never retried",
+    State.BASELINE: "followed before Courtesy started and is never welcomed; no block needed",
+}
+PROFILE = "https://x.com/{}"
+_NAMES = {"#state": "state", "#reason": "reason", "#from": "blocked_from", "#bat": "blocked_at", "#sat": "skipped_at"}
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def plain(item: dict[str, Any]) -> dict[str, Any]:
+    """A low-level DynamoDB item as plain values (numbers as int/float)."""
+    out: dict[str, Any] = {}
+    for key, typed in item.items():
+        ((kind, value),) = typed.items()
+        if kind == "N":
+            number = float(value)
+            value = int(number) if number.is_integer() else number
+        out[key] = value
+    return out
+
+
+def _s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def _failed_condition(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+@dataclass
+class LedgerTable:
+    client: Any
+    name: str
+
+    # --- reading ---------------------------------------------------------------------
+
+    def _approximate_count(self, table: str) -> int | None:
+        try:
+            return int(self.client.describe_table(TableName=table)["Table"].get("ItemCount", 0)) or None
+        except ClientError:
+            return None  # a progress bar without a total is fine
+
+    def scan(self, description: str, *, table: str | None = None, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Every item of a table (plain values), page by page, with a progress bar."""
+        table = table or self.name
+
+        def pages() -> Iterator[dict[str, Any]]:
+            request = {"TableName": table, **kwargs}
+            while True:
+                page = self.client.scan(**request)
+                yield page
+                if "LastEvaluatedKey" not in page:
+                    return
+                request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+        for item in ui.paged(description, pages(), self._approximate_count(table)):
+            yield plain(item)
+
+    def get(self, follower_id: str) -> dict[str, Any] | None:
+        item = self.client.get_item(TableName=self.name, Key={"follower_id": _s(follower_id)}, ConsistentRead=True).get("Item")
+        return plain(item) if item else None
+
+    def find_username(self, username: str) -> list[dict[str, Any]]:
+        """Followers the ledger knows by this username (X usernames are case-insensitive)."""
+        wanted = username.lstrip("@").lower()
+        return [
+            item
+            for item in self.scan(f"Looking for @{wanted}", ProjectionExpression="follower_id, username")
+            if str(item.get("username", "")).lower() == wanted and item["follower_id"] != META_KEY
+        ]
+
+    def resolve(self, target: str) -> tuple[str, dict[str, Any] | None]:
+        """A numeric id or @username as (follower id, its ledger item or None)."""
+        target = target.strip()
+        if target.isdigit():
+            return target, self.get(target)
+        if not target.lstrip("@") or not target.lstrip("@").replace("_", "").isalnum():
+            raise CliError(f"{target!r} is neither a numeric X user id nor an @username")
+        matches = self.find_username(target)
+        if not matches:
+            raise CliError(
+                f"@{target.lstrip('@')} is not known to the ledger yet (only followers Courtesy has seen are). "
+                "Block them by their numeric X user id instead: the ledger then skips them when they follow.",
+                code=1,
+            )
+        if len(matches) > 1:
+            ids = ", ".join(m["follower_id"] for m in matches)
+            raise CliError(f"@{target.lstrip('@')} matches several followers ({ids}; usernames get reused): give the numeric id", code=1)
+        follower_id = matches[0]["follower_id"]
+        return follower_id, self.get(follower_id)
+
+    def status(self) -> dict[str, Any]:
+        states: Counter[str] = Counter()
+        reasons: Counter[str] = Counter()
+        expired = 0
+        notable: list[dict[str, Any]] = []
+        meta: dict[str, Any] = {}
+        for item in self.scan("Reading the ledger"):
+            if item["follower_id"] == META_KEY:
+                meta = item
+                continue
+            state = item.get("state", "?")
+            states[state] += 1
+            if state == SKIPPED:
+                reasons[item.get("reason", "?")] += 1
+            if item.get("queue") == EXPIRED_UNCERTAIN_QUEUE:
+                expired += 1
+            if item.get("notable") == "true" and not item.get("thanked_at"):
+                notable.append(
+                    {
+                        "follower_id": item["follower_id"],
+                        "username": item.get("username", ""),
+                        "name": item.get("name", ""),
+                        "state": state,
+                        "first_seen_at": item.get("first_seen_at", ""),
+                        "profile": PROFILE.format(item.get("username", "")) if item.get("username") else "",
+                    }
+                )
+        notable.sort(key=lambda n: n["first_seen_at"], reverse=True)
+        today = datetime.now(UTC).date().isoformat()
+        blocked_until = float(meta.get("dm_blocked_until", 0) or 0)
+        return {
+            "states": dict(sorted(states.items())),
+            "skipped_by_reason": dict(reasons.most_common()),
+            "followers": sum(states.values()),
+            "backlog": states.get(State.PENDING, 0),
+            "uncertain": states.get(State.UNCERTAIN, 0),
+            "uncertain_expired": expired,
+            "welcomes_today": int(meta.get("daily_count", 0) or 0) if meta.get("daily_day") == today else 0,
+            "day": today,
+            "baseline_at": meta.get("baseline_at", ""),
+            "baseline_done": meta.get("baseline_done") == "true",
+            "dm_blocked_until": datetime.fromtimestamp(blocked_until, UTC).isoformat()
+            if blocked_until > datetime.now(UTC).timestamp()
+            else "",
+            "notable_unthanked": notable,
+        }
+
+    def last_runs(self, idempotency_table: str, limit: int) -> list[dict[str, Any]]:
+        """Summaries of completed runs, newest slot first, from Powertools' idempotency records."""
+        runs = []
+        for record in self.scan(
+            "Reading run records",
+            table=idempotency_table,
+            FilterExpression="#s = :done",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":done": _s("COMPLETED")},
+        ):
+            try:
+                summary = json.loads(record.get("data", ""))
+            except ValueError:
+                continue
+            if isinstance(summary, dict) and summary.get("slot"):
+                runs.append(summary)
+        runs.sort(key=lambda r: str(r.get("slot")), reverse=True)
+        return runs[:limit]
+
+    def export_rows(self, states: tuple[str, ...]) -> list[dict[str, str]]:
+        values = {f":s{i}": _s(s) for i, s in enumerate(states)}
+        rows = []
+        for item in self.scan(
+            "Exporting",
+            FilterExpression=f"#state IN ({', '.join(values)})",
+            ExpressionAttributeNames={"#state": "state"},
+            ExpressionAttributeValues=values,
+        ):
+            state = item.get("state", "")
+            time = item.get("welcomed_at") if state == State.WELCOMED else None
+            time = (
+                time
+                or item.get("departed_at")
+                or item.get("closed_at")
+                or item.get("uncertain_since")
+                or item.get("skipped_at")
+                or item.get("first_seen_at", "")
+            )
+            rows.append(
+                {
+                    "follower_id": item["follower_id"],
+                    "username": item.get("username", ""),
+                    "name": item.get("name", ""),
+                    "state": state,
+                    "time": time,
+                    "first_seen_at": item.get("first_seen_at", ""),
+                    "welcomed_at": item.get("welcomed_at", ""),
+                    "template_id": item.get("template_id", ""),
+                    "reason": item.get("reason", ""),
+                    "detail": item.get("detail", ""),
+                    "dm_event_id": item.get("dm_event_id", ""),
+                    "notable": item.get("notable", ""),
+                    "thanked_at": item.get("thanked_at", ""),
+                }
+            )
+        rows.sort(key=lambda r: (r["time"], r["follower_id"]))
+        return rows
+
+    # --- writing (each one conditional) ------------------------------------------------
+
+    def block(self, follower_id: str, item: dict[str, Any] | None) -> tuple[bool, str]:
+        """(changed, what happened). A pending, departed or unknown follower becomes skipped/blocklisted."""
+        for _ in range(3):
+            if item is None:
+                try:
+                    self.client.put_item(
+                        TableName=self.name,
+                        Item={
+                            "follower_id": _s(follower_id),
+                            "state": _s(SKIPPED),
+                            "reason": _s(BLOCKLISTED),
+                            "blocked_from": _s(UNKNOWN),
+                            "blocked_at": _s(now_iso()),
+                            "skipped_at": _s(now_iso()),
+                        },
+                        ConditionExpression="attribute_not_exists(follower_id)",
+                    )
+                    return True, f"{follower_id} was not in the ledger; recorded as skipped (blocklisted): never welcomed"
+                except ClientError as exc:
+                    if not _failed_condition(exc):
+                        raise
+                item = self.get(follower_id)  # a run recorded them meanwhile: look again
+                continue
+            state = item.get("state", "")
+            if state == SKIPPED:
+                if item.get("reason") == BLOCKLISTED:
+                    return False, f"{_who(item)} is already blocked"
+                return False, f"{_who(item)} is already skipped ({item.get('reason', '?')}) and will never be welcomed"
+            if state not in BLOCKABLE:
+                raise CliError(f"Not blocked: {_who(item)} {REFUSALS.get(state, f'is {state}')}.", code=1)
+            try:
+                self.client.update_item(
+                    TableName=self.name,
+                    Key={"follower_id": _s(follower_id)},
+                    UpdateExpression="SET #state = :skipped, #reason = :reason, #from = :from, #bat = :now, #sat = :now REMOVE #q",
+                    ConditionExpression="#state = :from",
+                    ExpressionAttributeNames={**_NAMES, "#q": "queue"},
+                    ExpressionAttributeValues={
+                        ":skipped": _s(SKIPPED),
+                        ":reason": _s(BLOCKLISTED),
+                        ":from": _s(state),
+                        ":now": _s(now_iso()),
+                    },
+                )
+                return True, f"{_who(item)} was {state}; now skipped (blocklisted): never welcomed"
+            except ClientError as exc:
+                if not _failed_condition(exc):
+                    raise
+            item = self.get(follower_id)  # its state changed under us: decide again
+        raise CliError(f"{follower_id} keeps changing state; try again in a minute", code=1)
+
+    def unblock(self, follower_id: str, item: dict[str, Any] | None) -> str:
+        if item is None:
+            raise CliError(f"{follower_id} is not in the ledger, so not blocked", code=1)
+        if item.get("state") != SKIPPED or item.get("reason") != BLOCKLISTED:
+            raise CliError(
+                f"{_who(item)} is not blocked (state {item.get('state')}, reason {item.get('reason', '-')}); nothing changed", code=1
+            )
+        previous = item.get("blocked_from")
+        if previous is None:
+            raise CliError(
+                f"{_who(item)} was skipped by the function's own blocklist (the template parameter), not by `courtesy block`; "
+                "a skip the function recorded is never undone, so nothing changed",
+                code=1,
+            )
+        condition = "#state = :skipped AND #reason = :reason AND #from = :from"
+        names = {k: _NAMES[k] for k in ("#state", "#reason", "#from")}
+        values = {":skipped": _s(SKIPPED), ":reason": _s(BLOCKLISTED), ":from": _s(previous)}
+        try:
+            if previous == UNKNOWN:
+                self.client.delete_item(
+                    TableName=self.name,
+                    Key={"follower_id": _s(follower_id)},
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                )
+                return f"{_who(item)} unblocked: not in the ledger again, as before the block"
+            if previous not in BLOCKABLE:
+                raise CliError(f"{_who(item)} was blocked from an unexpected state {previous!r}; not changed", code=1)
+            names = dict(_NAMES)
+            update = "SET #state = :from REMOVE #reason, #from, #bat, #sat"
+            if previous == State.PENDING:
+                if not item.get("queued_at"):
+                    raise CliError(f"{_who(item)} has no queued_at to go back into the queue with; not changed", code=1)
+                update = "SET #state = :from, #q = :from REMOVE #reason, #from, #bat, #sat"
+                names["#q"] = "queue"
+            self.client.update_item(
+                TableName=self.name,
+                Key={"follower_id": _s(follower_id)},
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if _failed_condition(exc):
+                raise CliError(f"{follower_id} changed while unblocking; nothing changed, try again", code=1) from None
+            raise
+        return f"{_who(item)} unblocked: {previous} again"
+
+    def thanked(self, follower_id: str, item: dict[str, Any] | None) -> tuple[bool, str]:
+        if item is None:
+            raise CliError(f"{follower_id} is not in the ledger", code=1)
+        if item.get("notable") != "true":
+            raise CliError(f"{_who(item)} is not a notable follower; nothing changed", code=1)
+        if item.get("thanked_at"):
+            return False, f"{_who(item)} was already marked thanked at {item['thanked_at']}"
+        at = now_iso()
+        try:
+            self.client.update_item(
+                TableName=self.name,
+                Key={"follower_id": _s(follower_id)},
+                UpdateExpression="SET #thanked = :at",
+                ConditionExpression="#notable = :true AND attribute_not_exists(#thanked)",
+                ExpressionAttributeNames={"#thanked": "thanked_at", "#notable": "notable"},
+                ExpressionAttributeValues={":at": _s(at), ":true": _s("true")},
+            )
+        except ClientError as exc:
+            if _failed_condition(exc):
+                return False, f"{_who(item)} was marked thanked meanwhile"
+            raise
+        return True, f"{_who(item)} marked as thanked personally at {at}"
+
+
+def _who(item: dict[str, Any]) -> str:
+    username = ui.clean(item.get("username", ""))
+    return f"{item['follower_id']} (@{username})" if username else str(item["follower_id"])
