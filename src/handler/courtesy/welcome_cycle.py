@@ -6,10 +6,12 @@ and ``ledger`` (courtesy.ledger.Ledger). Order of a run:
 1. Settle what a crashed run left in flight: a claimed follower whose send may
    have happened becomes *uncertain*, never resent blindly.
 2. First run: take the baseline (followers already there are never welcomed).
-3. Later runs: read followers newest first until a margin of already-known
-   followers is reached, and queue the new ones.
-4. Welcome the queue oldest first, within the per-run cap, the daily limit,
-   X's rate limits and the time left: claim, send, record.
+3. Later runs: read followers newest first until the remembered head of the list
+   is met again; filter the new ones and queue the rest.
+4. Settle uncertain sends from the 1:1 conversation, within a small budget.
+5. Welcome the queue oldest first, once each is confirmed as still following,
+   within the per-run cap, the daily limit, X's rate limits and the time left:
+   claim, send, record.
 """
 
 from __future__ import annotations
