@@ -9,10 +9,20 @@ Served endpoints (shapes, limits and errors follow X's public documentation):
     GET  /2/dm_conversations/with/:participant_id/dm_events
     GET  /2/dm_conversations/:dm_conversation_id/dm_events
 
-Every /2/ request needs OAuth 1.0a user context with the configured
-credentials and a valid HMAC-SHA1 signature.  tweepy always signs for
-https://api.twitter.com (its host is hard-coded), so a signature is accepted
-when it matches either that host or the sandbox's own base URL.
+    POST /2/oauth2/token   (grant_type=refresh_token only)
+
+Every /2/ request needs user context: OAuth 1.0a with the configured
+credentials and a valid HMAC-SHA1 signature, or an OAuth 2.0 user access
+token (``Authorization: Bearer``) that the sandbox issued and that has not
+expired on the sandbox clock.  tweepy always signs for https://api.twitter.com
+(its host is hard-coded), so a signature is accepted when it matches either
+that host or the sandbox's own base URL.
+
+OAuth 2.0 follows X: access tokens last two hours; each refresh returns a new
+refresh token and spends the old one (a spent or unknown one is refused with
+400 invalid_grant); a confidential client authenticates with HTTP Basic
+(client_id:client_secret), a public one names its client_id in the body.
+``issue_oauth2_tokens`` stands in for the authorization-code flow.
 
 State lives in memory behind one lock (the server is threaded).  Tests read
 the records (dm_log, users_returned, requests) and inject faults
@@ -29,12 +39,13 @@ import copy
 import json
 import math
 import re
+import secrets
 import socket
 import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from oauthlib.common import safe_string_equals
 from oauthlib.oauth1.rfc5849 import signature as oauth_sig
@@ -48,6 +59,15 @@ DEFAULT_CREDENTIALS = {
     "access_token": "1000-sandbox-access-token",
     "access_token_secret": "sandbox-access-token-secret",
 }
+
+# OAuth 2.0 clients registered with the sandbox: client_id -> client_secret (None: a public client).
+DEFAULT_OAUTH2_CLIENTS: dict[str, str | None] = {
+    "sandbox-oauth2-confidential": "sandbox-oauth2-client-secret",
+    "sandbox-oauth2-public": None,
+}
+ACCESS_TOKEN_SECONDS = 2 * 60 * 60  # X's OAuth 2.0 access tokens last two hours
+OAUTH2_SCOPES = "tweet.read users.read follows.read dm.read dm.write offline.access"
+TOKEN_ROUTE = "/2/oauth2/token"
 
 # (limit, window seconds) per endpoint; send_dm has a per-15-min and a per-24-h cap.
 DEFAULT_RATE_LIMITS = {
@@ -260,6 +280,12 @@ class XSandbox:
         self.users_returned = 0
         self._requests: list[dict] = []
         self._users[account_id] = self._new_user(account_id, username, name, {})
+        # OAuth 2.0: registered clients, live tokens, and what the token endpoint was asked.
+        self.oauth2_clients: dict[str, str | None] = dict(DEFAULT_OAUTH2_CLIENTS)
+        self._access_tokens: dict[str, dict] = {}  # token -> {"client_id", "expires_at"}
+        self._refresh_tokens: dict[str, dict] = {}  # token -> {"client_id", "spent"}
+        self._token_calls: dict[str, int] = {}  # refresh token -> token-endpoint calls that presented it
+        self._token_faults: list = []  # (status, body) or None (take the refresh, drop the answer)
 
     # ---- lifecycle -------------------------------------------------------------------------
     def start(self) -> XSandbox:
@@ -446,6 +472,97 @@ class XSandbox:
             self._require_user(sender_id)
             return self._record(self._store_event(str(sender_id), self.account_id, text))
 
+    # ---- OAuth 2.0 ------------------------------------------------------------------------------
+    def issue_oauth2_tokens(self, client_id: str = "sandbox-oauth2-confidential") -> dict:
+        """What the authorization-code flow would give a client: its credentials secret for Courtesy
+        ({client_id, client_secret (confidential clients only), access_token, refresh_token, expires_at})."""
+        with self._lock:
+            if client_id not in self.oauth2_clients:
+                raise KeyError(f"unknown OAuth 2.0 client {client_id}")
+            answer = self._issue(client_id)
+            secret = {"client_id": client_id}
+            if self.oauth2_clients[client_id] is not None:
+                secret["client_secret"] = self.oauth2_clients[client_id]
+            secret.update(
+                access_token=answer["access_token"],
+                refresh_token=answer["refresh_token"],
+                expires_at=int(self.now()) + answer["expires_in"],
+            )
+            return secret
+
+    def _issue(self, client_id: str) -> dict:
+        access, refresh = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+        self._access_tokens[access] = {"client_id": client_id, "expires_at": self.now() + ACCESS_TOKEN_SECONDS}
+        self._refresh_tokens[refresh] = {"client_id": client_id, "spent": False}
+        # X's documented answer to a token request.
+        return {
+            "token_type": "bearer",
+            "expires_in": ACCESS_TOKEN_SECONDS,
+            "access_token": access,
+            "scope": OAUTH2_SCOPES,
+            "refresh_token": refresh,
+        }
+
+    def token_calls(self, refresh_token: str | None = None) -> int | dict[str, int]:
+        """Token-endpoint calls that presented this refresh token (all of them: a dict)."""
+        with self._lock:
+            return dict(self._token_calls) if refresh_token is None else self._token_calls.get(refresh_token, 0)
+
+    def refresh_token_live(self, refresh_token: str) -> bool:
+        with self._lock:
+            grant = self._refresh_tokens.get(refresh_token)
+            return grant is not None and not grant["spent"]
+
+    def fail_next_token_request(self, status: int, *, count: int = 1, body: dict | None = None) -> None:
+        """Answer the next `count` token requests with `status` (nothing spent)."""
+        with self._lock:
+            self._token_faults.extend([(status, body or {"error": "server_error"})] * count)
+
+    def drop_token_answer_next(self, count: int = 1) -> None:
+        """Carry out the next `count` refreshes (the old refresh token is spent) but drop the answer."""
+        with self._lock:
+            self._token_faults.extend([None] * count)
+
+    def _h_token(self, headers, body: bytes):
+        """POST /2/oauth2/token: (status, body); body None means drop the connection."""
+        if "x-www-form-urlencoded" not in (headers.get("Content-Type") or ""):
+            return 400, {"error": "invalid_request", "error_description": "Content-Type must be application/x-www-form-urlencoded"}
+        form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        auth = headers.get("Authorization") or ""
+        if auth.startswith("Basic "):
+            try:
+                client_id, _, client_secret = base64.b64decode(auth[6:], validate=True).decode().partition(":")
+            except (ValueError, UnicodeDecodeError):
+                return 401, {"error": "invalid_client", "error_description": "Client authentication failed"}
+            client_id, client_secret = unquote(client_id), unquote(client_secret)
+            expected = self.oauth2_clients.get(client_id)
+            if expected is None or not safe_string_equals(expected, client_secret):
+                return 401, {"error": "invalid_client", "error_description": "Client authentication failed"}
+        else:
+            client_id = form.get("client_id", "")
+            if client_id not in self.oauth2_clients:
+                return 401, {"error": "invalid_client", "error_description": "Missing valid authorization header"}
+            if self.oauth2_clients[client_id] is not None:  # a confidential client must authenticate
+                return 401, {"error": "invalid_client", "error_description": "Missing valid authorization header"}
+        if form.get("grant_type") != "refresh_token":
+            return 400, {"error": "unsupported_grant_type", "error_description": "Only grant_type=refresh_token is served"}
+        refresh = form.get("refresh_token", "")
+        if not refresh:
+            return 400, {"error": "invalid_request", "error_description": "Missing required parameter [refresh_token]."}
+        self._token_calls[refresh] = self._token_calls.get(refresh, 0) + 1
+        if self._token_faults and self._token_faults[0] is not None:
+            status, fault = self._token_faults.pop(0)
+            return status, fault
+        grant = self._refresh_tokens.get(refresh)
+        if grant is None or grant["spent"] or grant["client_id"] != client_id:
+            return 400, {"error": "invalid_grant", "error_description": "Value passed for the token was invalid."}
+        grant["spent"] = True  # rotation: the old refresh token never works again
+        answer = self._issue(client_id)
+        if self._token_faults:  # the refresh happened; the client never hears of it
+            self._token_faults.pop(0)
+            return 200, None
+        return 200, answer
+
     # ---- records ----------------------------------------------------------------------------
     @property
     def requests(self) -> list[dict]:
@@ -551,6 +668,12 @@ class XSandbox:
         """Returns (status, headers, body) where body is dict, str, or None for 'drop the connection'."""
         split = urlsplit(url)
         query = dict(parse_qsl(split.query, keep_blank_values=True))
+        if split.path.rstrip("/") == TOKEN_ROUTE:
+            if method != "POST":
+                raise ApiError(404, GENERIC_PROBLEMS[404])
+            with self._lock:
+                status, payload = self._h_token(headers, body)
+            return status, {"Cache-Control": "no-store"}, payload
         endpoint, fn, args = self._route(method, split.path)
         self._authenticate(method, split.path, split.query, headers, body)
         with self._lock:
@@ -578,6 +701,12 @@ class XSandbox:
 
     def _authenticate(self, method, path, raw_query, headers, body) -> None:
         auth = headers.get("Authorization", "")
+        if auth.startswith("Bearer "):
+            with self._lock:
+                grant = self._access_tokens.get(auth[7:].strip())
+                if grant is None or grant["expires_at"] <= self.now():
+                    raise ApiError(401, UNAUTHORIZED_BODY)
+            return
         if not auth.startswith("OAuth "):
             raise ApiError(401, UNAUTHORIZED_BODY)
         try:

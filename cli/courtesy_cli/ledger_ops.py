@@ -133,6 +133,8 @@ class LedgerTable:
             if item["follower_id"] == META_KEY:
                 meta = item
                 continue
+            if item["follower_id"].startswith("#"):
+                continue  # the ledger's own bookkeeping (e.g. the OAuth refresh lease), not a follower
             state = item.get("state", "?")
             states[state] += 1
             if state == SKIPPED:

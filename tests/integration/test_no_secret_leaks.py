@@ -88,3 +88,56 @@ def test_no_credential_value_appears_anywhere(stack, capfd, everything_logged, l
         haystack = haystack.replace(SECRETS["consumer_secret"], "<template text>")
     assert everything_logged.records, "nothing was logged: the check would be empty"
     assert leaks(haystack) == [], f"credential values leaked in {scenario}"
+
+
+# --- OAuth 2.0 credentials: every token the sandbox ever issued, and the client secret ----------
+
+OAUTH2_CLIENT = ("leakcheck-client", "ocs-LEAKCHECK-4e1f")
+
+
+def spend_elsewhere(stack) -> None:
+    """Someone else spends the stored refresh token: the next refresh is refused."""
+    from courtesy.x_account import refresh_oauth2_tokens, validate_oauth2_credentials
+
+    stored = json.loads(stack.aws.client("secretsmanager").get_secret_value(SecretId=LOCAL_NAMES["XCredentialsSecret"])["SecretString"])
+    refresh_oauth2_tokens(validate_oauth2_credentials(stored), base_url=stack.x.base_url, now=stack.x.now())
+    stack.x.advance(2 * 60 * 60)
+
+
+def without_refresh_token(stack) -> None:
+    stored = json.loads(stack.aws.client("secretsmanager").get_secret_value(SecretId=LOCAL_NAMES["XCredentialsSecret"])["SecretString"])
+    put_secret(stack, {k: v for k, v in stored.items() if k != "refresh_token"})
+
+
+OAUTH2_SCENARIOS = {
+    "a run with a fresh bearer token": lambda stack: None,
+    "a refresh": lambda stack: stack.x.advance(2 * 60 * 60),
+    "a refused refresh": spend_elsewhere,
+    "a refresh X could not answer": lambda stack: (stack.x.advance(2 * 60 * 60), stack.x.fail_next_token_request(503)),
+    "a refresh whose answer was lost": lambda stack: (stack.x.advance(2 * 60 * 60), stack.x.drop_token_answer_next()),
+    "a secret missing refresh_token": without_refresh_token,
+    "an access token X rejects (401)": lambda stack: stack.x.fail_next("followers", 401),
+}
+
+
+@pytest.mark.parametrize("scenario", OAUTH2_SCENARIOS)
+def test_no_oauth2_token_appears_anywhere(stack, capfd, everything_logged, log_lines, scenario):
+    stack.x.oauth2_clients[OAUTH2_CLIENT[0]] = OAUTH2_CLIENT[1]
+    put_secret(stack, stack.x.issue_oauth2_tokens(OAUTH2_CLIENT[0]))
+    stack.run()  # baseline
+    stack.x.add_followers(3, prefix="new")
+    OAUTH2_SCENARIOS[scenario](stack)
+    everything_logged.clear()
+    capfd.readouterr()
+    outputs = []
+    try:
+        outputs.append(json.dumps(stack.run()))
+    except Exception as exc:  # the failure itself is fine; what it says is checked
+        outputs.append("".join(traceback.format_exception(exc)))
+    captured = capfd.readouterr()
+    records = [r.getMessage() + json.dumps(getattr(r, "__dict__", {}), default=str) for r in everything_logged.records]
+    haystack = "\n".join([*outputs, captured.out, captured.err, *records, json.dumps(log_lines())])
+    issued = [*stack.x._access_tokens, *stack.x._refresh_tokens]
+    assert len(issued) >= 2 and everything_logged.records
+    assert [token for token in issued if token in haystack] == [], f"an OAuth 2.0 token leaked in {scenario}"
+    assert OAUTH2_CLIENT[1] not in haystack, f"the client secret leaked in {scenario}"

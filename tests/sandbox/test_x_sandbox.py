@@ -501,3 +501,95 @@ def test_paging_sees_every_original_follower_once_despite_arrivals(initial, page
         seqs = new + seqs
     # every follower present at the start, exactly once, newest-first; no later arrival slips in
     assert seen == list(range(initial, 0, -1))
+
+
+# --- OAuth 2.0 user context --------------------------------------------------------------------
+
+
+def refresh(sandbox: XSandbox, refresh_token: str, client_id: str = "sandbox-oauth2-confidential", *, basic: bool = True, **form):
+    data = {"grant_type": "refresh_token", "refresh_token": refresh_token, **form}
+    auth = None
+    if basic:
+        auth = (client_id, sandbox.oauth2_clients[client_id] or "")
+    else:
+        data["client_id"] = client_id
+    return requests.post(sandbox.base_url + "/2/oauth2/token", data=data, auth=auth, timeout=5)
+
+
+def bearer_client(sandbox: XSandbox, access_token: str) -> tweepy.Client:
+    client = tweepy.Client(bearer_token=access_token, return_type=requests.Response)
+    client.session.mount(X_HOST + "/", RedirectAdapter(sandbox.base_url))
+    return client
+
+
+def test_an_issued_oauth2_access_token_works_as_a_bearer_user_token_for_two_hours(sandbox):
+    secret = sandbox.issue_oauth2_tokens()
+    assert set(secret) == {"client_id", "client_secret", "access_token", "refresh_token", "expires_at"}
+    assert secret["expires_at"] == int(sandbox.now()) + 7200
+    client = bearer_client(sandbox, secret["access_token"])
+    assert client.get_me(user_auth=False).json()["data"]["id"] == sandbox.account_id
+    sandbox.add_followers(2)
+    assert len(client.get_users_followers(sandbox.account_id, user_auth=False).json()["data"]) == 2
+    sandbox.advance(7200)
+    with pytest.raises(tweepy.Unauthorized):
+        client.get_me(user_auth=False)
+    with pytest.raises(tweepy.Unauthorized):
+        bearer_client(sandbox, "not-a-token").get_me(user_auth=False)
+
+
+def test_a_public_client_has_no_secret_and_names_itself_in_the_body(sandbox):
+    secret = sandbox.issue_oauth2_tokens("sandbox-oauth2-public")
+    assert "client_secret" not in secret
+    answer = refresh(sandbox, secret["refresh_token"], "sandbox-oauth2-public", basic=False)
+    assert answer.status_code == 200
+    # A confidential client may not skip its authentication.
+    confidential = sandbox.issue_oauth2_tokens()
+    assert refresh(sandbox, confidential["refresh_token"], basic=False).json()["error"] == "invalid_client"
+
+
+def test_a_refresh_rotates_the_refresh_token_and_answers_as_x_documents(sandbox):
+    secret = sandbox.issue_oauth2_tokens()
+    answer = refresh(sandbox, secret["refresh_token"])
+    assert answer.status_code == 200 and answer.headers["Cache-Control"] == "no-store"
+    body = answer.json()
+    assert set(body) == {"token_type", "expires_in", "access_token", "scope", "refresh_token"}
+    assert body["token_type"] == "bearer" and body["expires_in"] == 7200 and "offline.access" in body["scope"]
+    assert body["refresh_token"] != secret["refresh_token"] and body["access_token"] != secret["access_token"]
+    assert bearer_client(sandbox, body["access_token"]).get_me(user_auth=False).status_code == 200
+    # The spent refresh token is refused, every time; the new one works once.
+    for _ in range(2):
+        spent = refresh(sandbox, secret["refresh_token"])
+        assert spent.status_code == 400 and spent.json()["error"] == "invalid_grant"
+    assert refresh(sandbox, body["refresh_token"]).status_code == 200
+    assert sandbox.token_calls(secret["refresh_token"]) == 3 and sandbox.token_calls(body["refresh_token"]) == 1
+    assert not sandbox.refresh_token_live(secret["refresh_token"])
+
+
+def test_the_token_endpoint_refuses_what_x_refuses(sandbox):
+    secret = sandbox.issue_oauth2_tokens()
+    wrong_secret = requests.post(
+        sandbox.base_url + "/2/oauth2/token",
+        data={"grant_type": "refresh_token", "refresh_token": secret["refresh_token"]},
+        auth=("sandbox-oauth2-confidential", "wrong"),
+        timeout=5,
+    )
+    assert wrong_secret.status_code == 401 and wrong_secret.json()["error"] == "invalid_client"
+    assert refresh(sandbox, "unknown").json()["error"] == "invalid_grant"
+    assert refresh(sandbox, secret["refresh_token"], grant_type="authorization_code").json()["error"] == "unsupported_grant_type"
+    as_json = requests.post(sandbox.base_url + "/2/oauth2/token", json={"grant_type": "refresh_token"}, timeout=5)
+    assert as_json.status_code == 400 and as_json.json()["error"] == "invalid_request"
+    # Another client's refresh token is not this client's.
+    public = sandbox.issue_oauth2_tokens("sandbox-oauth2-public")
+    assert refresh(sandbox, public["refresh_token"]).json()["error"] == "invalid_grant"
+    assert sandbox.refresh_token_live(secret["refresh_token"]) and sandbox.refresh_token_live(public["refresh_token"])
+
+
+def test_token_faults_fail_without_spending_or_spend_and_drop_the_answer(sandbox):
+    secret = sandbox.issue_oauth2_tokens()
+    sandbox.fail_next_token_request(503)
+    assert refresh(sandbox, secret["refresh_token"]).status_code == 503
+    assert sandbox.refresh_token_live(secret["refresh_token"])
+    sandbox.drop_token_answer_next()
+    with pytest.raises(requests.exceptions.ConnectionError):
+        refresh(sandbox, secret["refresh_token"])
+    assert not sandbox.refresh_token_live(secret["refresh_token"]), "the refresh happened; only its answer was lost"

@@ -86,7 +86,7 @@ class FakeLedger:
     def known(self, ids: Iterable[str]) -> dict[str, Known]:
         ids = list(ids)
         self.batch_gets += (len(ids) + 99) // 100
-        return {i: Known(self.items[i]["state"], self.items[i].get("queued_at", "")) for i in ids if i in self.items}
+        return {i: Known(self.items[i]["state"]) for i in ids if i in self.items}
 
     def record_baseline(self, followers, now: str) -> int:
         added = 0

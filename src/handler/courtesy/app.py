@@ -6,6 +6,7 @@ Business decisions live in courtesy.welcome_cycle; this module only connects thi
 from __future__ import annotations
 
 import functools
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,13 +23,23 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
 
-from courtesy.errors import AppNotPermitted, ConfigurationError, CredentialsMissing, CredentialsRejected, InvalidEvent
+from courtesy.errors import (
+    AppNotPermitted,
+    ConfigurationError,
+    CredentialsMissing,
+    CredentialsRejected,
+    InvalidEvent,
+    TokenRefreshInProgress,
+    XUnavailable,
+)
 from courtesy.ledger import Ledger
 from courtesy.observability import logger, metrics, tracer
 from courtesy.settings import Settings
 from courtesy.welcome_cycle import WelcomeCycle
-from courtesy.x_account import XAccount
+from courtesy.x_account import XAccount, is_oauth2, refresh_oauth2_tokens
+from courtesy.x_auth import LedgerLease, TokenKeeper
 
 SERVICE = "courtesy"
 METRICS_NAMESPACE = "Courtesy"
@@ -36,6 +47,8 @@ METRICS_NAMESPACE = "Courtesy"
 PERSON_NEEDED = (CredentialsRejected, AppNotPermitted, CredentialsMissing, ConfigurationError)
 # Credentials are re-read at most this often, so a rotated secret is picked up without a redeploy.
 SECRET_MAX_AGE_SECONDS = 300
+# Writing refreshed OAuth 2.0 tokens back: bounded, so the refresh lease (x_auth.LEASE_SECONDS) outlives it.
+SECRET_WRITE_CONFIG = Config(connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 3})
 # An idempotency record outlives any retry of its slot (the scheduler gives up after 10 minutes).
 IDEMPOTENCY_TTL_SECONDS = 24 * 60 * 60
 
@@ -89,9 +102,9 @@ def runtime() -> Runtime:
     return Runtime(settings, dynamodb, run_once, idempotency)
 
 
-def load_credentials(secret_id: str) -> dict[str, str]:
+def load_credentials(secret_id: str, *, force_fetch: bool = False) -> Any:
     try:
-        secret = parameters.get_secret(secret_id, transform="json", max_age=SECRET_MAX_AGE_SECONDS)
+        secret = parameters.get_secret(secret_id, transform="json", max_age=SECRET_MAX_AGE_SECONDS, force_fetch=force_fetch)
     except parameters.exceptions.TransformParameterError:
         raise CredentialsMissing(f"The X credentials secret {secret_id!r} is not valid JSON") from None
     except parameters.exceptions.GetParameterError as exc:
@@ -101,8 +114,38 @@ def load_credentials(secret_id: str) -> dict[str, str]:
     return secret  # shape checked by XAccount, which names missing keys but never values
 
 
+def x_credentials(settings: Settings, dynamodb: Any) -> Any:
+    """The credentials for this run: OAuth 1.0a as stored, or OAuth 2.0 with an access token
+    good for the whole run (refreshed, and the rotated tokens stored, first if need be)."""
+    secret = load_credentials(settings.credentials_secret_id)
+    if not is_oauth2(secret):
+        return secret
+    secret_id = settings.credentials_secret_id
+    keeper = TokenKeeper(
+        # Always the stored value: another container may have rotated the tokens since.
+        read=lambda: load_credentials(secret_id, force_fetch=True),
+        write=lambda value: _store_secret(secret_id, value),
+        refresh=lambda tokens: refresh_oauth2_tokens(tokens, base_url=settings.x_api_base_url, now=clock().timestamp()),
+        lease=LedgerLease(Ledger(dynamodb, settings.ledger_table)),
+        now=lambda: clock().timestamp(),
+    )
+    return keeper.fresh().as_secret()
+
+
+def _store_secret(secret_id: str, value: dict[str, Any]) -> None:
+    client = boto3.client("secretsmanager", config=SECRET_WRITE_CONFIG)  # honours AWS_ENDPOINT_URL
+    client.put_secret_value(SecretId=secret_id, SecretString=json.dumps(value))
+
+
 def _run_cycle(settings: Settings, dynamodb: Any, slot: str, context: LambdaContext) -> dict[str, Any]:
-    x = XAccount(load_credentials(settings.credentials_secret_id), base_url=settings.x_api_base_url)
+    try:
+        credentials = x_credentials(settings, dynamodb)
+    except (XUnavailable, TokenRefreshInProgress) as exc:
+        # X's token endpoint is down, or another process is refreshing: ordinary, not a
+        # person's problem. This slot does nothing; the next one carries on.
+        logger.warning("Run skipped: no usable X token yet", extra={"reason": type(exc).__name__, "detail": str(exc)})
+        return {"slot": slot, "skipped_run": True, "reason": str(exc)}
+    x = XAccount(credentials, base_url=settings.x_api_base_url)
     ledger = Ledger(dynamodb, settings.ledger_table)
     cycle = WelcomeCycle(
         x=x,

@@ -50,6 +50,10 @@ class RateLimited(CourtesyError):
         self.usage_capped = usage_capped
 
 
+class TokenRefreshInProgress(CourtesyError):
+    """Another process holds the OAuth 2.0 refresh lease and has not finished: nothing was spent."""
+
+
 class XUnavailable(CourtesyError):
     """X did not accept the request (5xx, refused connection): safe to try later."""
 

@@ -21,6 +21,7 @@ from courtesy.errors import LedgerUnavailable
 from courtesy.x_account import Follower
 
 META_KEY = "#meta"  # X ids are numeric, so this can never be a follower
+OAUTH_REFRESH_KEY = "#oauth-refresh"  # the lease on refreshing OAuth 2.0 tokens (courtesy.x_auth)
 QUEUE_INDEX = "queue-index"
 BATCH_GET_LIMIT = 100  # DynamoDB BatchGetItem takes at most 100 keys
 _BATCH_RETRIES = 8
@@ -61,7 +62,6 @@ class Known:
     """What a scan needs to know of a follower already in the ledger."""
 
     state: str
-    queued_at: str  # "" for baseline followers: older than anyone queued
 
 
 @dataclass
@@ -157,6 +157,41 @@ class Ledger:
             ExpressionAttributeValues={":d": _s(day), ":c": _n(count)},
         )
 
+    # --- a lease (one holder at a time, lapsing by itself) ----------------------
+
+    def take_lease(self, key: str, *, holder: str, now: float, seconds: float) -> bool:
+        """Hold ``key`` until ``now + seconds``. False while another holder's lease is live."""
+        self.writes += 1
+        try:
+            self._db.put_item(
+                TableName=self._table,
+                Item={"follower_id": _s(key), "holder": _s(holder), "lease_until": _n(now + seconds)},
+                ConditionExpression="attribute_not_exists(follower_id) OR lease_until <= :now OR holder = :holder",
+                ExpressionAttributeValues={":now": _n(now), ":holder": _s(holder)},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def release_lease(self, key: str, *, holder: str) -> bool:
+        """Let go of a lease this holder has (an update: the role may not delete items)."""
+        self.writes += 1
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={"follower_id": _s(key)},
+                UpdateExpression="SET lease_until = :zero",
+                ConditionExpression="holder = :holder",
+                ExpressionAttributeValues={":zero": _n(0), ":holder": _s(holder)},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False  # it lapsed and someone else holds it now
+            raise
+        return True
+
     # --- seeing followers ------------------------------------------------------
 
     def known(self, ids: Iterable[str]) -> dict[str, Known]:
@@ -167,7 +202,7 @@ class Ledger:
             request = {
                 self._table: {
                     "Keys": [{"follower_id": _s(i)} for i in ids[start : start + BATCH_GET_LIMIT]],
-                    "ProjectionExpression": "follower_id, #state, queued_at",
+                    "ProjectionExpression": "follower_id, #state",
                     "ExpressionAttributeNames": {"#state": "state"},
                     "ConsistentRead": True,
                 }
@@ -177,7 +212,7 @@ class Ledger:
                 answer = self._db.batch_get_item(RequestItems=request)
                 for item in answer.get("Responses", {}).get(self._table, []):
                     raw = _plain(item)
-                    known[raw["follower_id"]] = Known(raw.get("state", ""), raw.get("queued_at", ""))
+                    known[raw["follower_id"]] = Known(raw.get("state", ""))
                 request = answer.get("UnprocessedKeys") or {}
                 if not request:
                     break

@@ -7,7 +7,9 @@ headers of every answer are kept so the cycle can stop before X says 429.
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +33,13 @@ from courtesy.errors import (
 from courtesy.x_limits import FOLLOWERS_PAGE_MAX
 
 CREDENTIAL_KEYS = ("consumer_key", "consumer_secret", "access_token", "access_token_secret")
+# OAuth 2.0 user context: client_secret too for a confidential client (none for a public one).
+OAUTH2_KEYS = ("client_id", "access_token", "refresh_token", "expires_at")
+OAUTH2_OPTIONAL_KEYS = ("client_secret",)
+# X's token endpoint (on the same host as the API, so X_API_BASE_URL redirects it too).
+TOKEN_URL = "https://api.twitter.com/2/oauth2/token"  # noqa: S105 - a URL, not a password
+# Refusals of a refresh token (RFC 6749 5.2): X answers invalid_request for a spent one.
+_REFUSED_GRANT = ("invalid_grant", "invalid_request")
 # Profile fields asked for in the same followers call, so later filters cost no extra request.
 FOLLOWER_FIELDS = ["created_at", "profile_image_url", "protected", "public_metrics", "verified", "receives_your_dm"]
 # A DM conversation lookup reads at most this many events (each one billed).
@@ -83,6 +92,141 @@ def validate_credentials(secret: Any) -> dict[str, str]:
     return {k: secret[k].strip() for k in CREDENTIAL_KEYS}
 
 
+def is_oauth2(secret: Any) -> bool:
+    """True when the secret holds OAuth 2.0 user-context tokens rather than OAuth 1.0a ones."""
+    return isinstance(secret, dict) and any(k in secret for k in ("client_id", "refresh_token"))
+
+
+@dataclass(frozen=True, repr=False)
+class OAuth2Tokens:
+    """An OAuth 2.0 user-context credential. Its repr shows no token."""
+
+    client_id: str
+    client_secret: str | None
+    access_token: str
+    refresh_token: str
+    expires_at: float  # epoch seconds
+    extra: Mapping[str, Any] = field(default_factory=dict)  # other keys of the secret, kept on write-back
+
+    def __repr__(self) -> str:
+        return f"OAuth2Tokens(confidential={self.client_secret is not None}, expires_at={self.expires_at:.0f})"
+
+    def expires_within(self, now: float, seconds: float) -> bool:
+        return self.expires_at - now <= seconds
+
+    def as_secret(self) -> dict[str, Any]:
+        secret = {**self.extra, "client_id": self.client_id}
+        if self.client_secret is not None:
+            secret["client_secret"] = self.client_secret
+        secret.update(access_token=self.access_token, refresh_token=self.refresh_token, expires_at=int(self.expires_at))
+        return secret
+
+
+def validate_oauth2_credentials(secret: Any) -> OAuth2Tokens:
+    """Check an OAuth 2.0 secret's shape, naming missing keys but never printing a value."""
+    if not isinstance(secret, dict):
+        raise CredentialsMissing("The X credentials secret must be a JSON object with " + ", ".join(OAUTH2_KEYS))
+
+    def text(key: str) -> bool:
+        return isinstance(secret.get(key), str) and bool(secret[key].strip())
+
+    raw_expiry = secret.get("expires_at")
+    expires_at = _epoch(str(raw_expiry)) if isinstance(raw_expiry, (int, float, str)) and not isinstance(raw_expiry, bool) else None
+    if expires_at is not None and not math.isfinite(expires_at):
+        expires_at = None
+    missing = [k for k in OAUTH2_KEYS if (k == "expires_at" and expires_at is None) or (k != "expires_at" and not text(k))]
+    present = [k for k in (*OAUTH2_KEYS, *OAUTH2_OPTIONAL_KEYS) if k not in missing and text(k)]
+    placeholders = [k for k in present if secret[k].strip() == "REPLACE_ME"]
+    bad_secret = "client_secret" in secret and secret["client_secret"] not in (None, "") and not text("client_secret")
+    if missing or placeholders or bad_secret:
+        parts = []
+        if missing:
+            parts.append("missing " + ", ".join(missing) + (" (epoch seconds)" if "expires_at" in missing else ""))
+        if placeholders:
+            parts.append("still the placeholder: " + ", ".join(placeholders))
+        if bad_secret:
+            parts.append("client_secret must be a string, or absent for a public client")
+        raise CredentialsMissing("The X OAuth 2.0 credentials secret is incomplete (" + "; ".join(parts) + ")")
+    client_secret = secret["client_secret"].strip() if text("client_secret") else None
+    known = (*OAUTH2_KEYS, *OAUTH2_OPTIONAL_KEYS)
+    return OAuth2Tokens(
+        client_id=secret["client_id"].strip(),
+        client_secret=client_secret,
+        access_token=secret["access_token"].strip(),
+        refresh_token=secret["refresh_token"].strip(),
+        expires_at=float(expires_at),  # type: ignore[arg-type]  # None is reported as missing above
+        extra={k: v for k, v in secret.items() if k not in known},
+    )
+
+
+def redirecting_session(base_url: str) -> requests.Session:
+    """A session whose requests to X's hard-coded host go to ``base_url`` instead, with timeouts."""
+    session = requests.Session()
+    session.mount("https://", _RedirectingAdapter(base_url))
+    session.mount("http://", _RedirectingAdapter(base_url))
+    return session
+
+
+def refresh_oauth2_tokens(tokens: OAuth2Tokens, *, base_url: str, now: float) -> OAuth2Tokens:
+    """Spend the refresh token at X's token endpoint; returns the new tokens (not yet stored).
+
+    X rotates refresh tokens: once X has answered, the old one is spent, so the caller must
+    store the answer before anything else. Raises CredentialsRejected when X refuses the
+    refresh token or the client, XUnavailable when X could not be reached or answered 5xx
+    or 429, UnexpectedAnswer for an answer without tokens. No message carries a token."""
+    form = {"grant_type": "refresh_token", "refresh_token": tokens.refresh_token}
+    auth: tuple[str, str] | None = None
+    if tokens.client_secret is not None:
+        auth = (tokens.client_id, tokens.client_secret)  # a confidential client: HTTP Basic
+    else:
+        form["client_id"] = tokens.client_id  # a public client names itself in the body
+    session = redirecting_session(base_url)
+    try:
+        response = session.post(TOKEN_URL, data=form, auth=auth)
+    except (requests.exceptions.ConnectTimeout, requests.exceptions.SSLError) as exc:
+        raise XUnavailable(f"Could not connect to X to refresh the OAuth 2.0 token ({type(exc).__name__}); nothing was spent") from None
+    except requests.exceptions.RequestException as exc:
+        if isinstance(exc, requests.exceptions.ConnectionError) and _never_connected(exc):
+            raise XUnavailable("Could not connect to X to refresh the OAuth 2.0 token; nothing was spent") from None
+        raise XUnavailable(
+            f"No answer to the OAuth 2.0 token refresh ({type(exc).__name__}): if X took it, the refresh token is spent "
+            "and the next run reports it refused"
+        ) from None
+    finally:
+        session.close()
+    body = _problem(response)
+    error = str(body.get("error", ""))
+    error = error if error.replace("_", "").isalpha() and len(error) <= 40 else ""  # a code, never an echoed value
+    if response.status_code in (400, 401) and (error == "invalid_client" or (response.status_code == 401 and not error)):
+        raise CredentialsRejected(
+            f"X rejected the OAuth 2.0 client ({response.status_code} {error or 'unauthorized'}): check client_id and "
+            "client_secret in the secret (a public client has no client_secret)"
+        )
+    if response.status_code in (400, 401) and error in _REFUSED_GRANT:
+        raise CredentialsRejected(
+            f"X refused the OAuth 2.0 refresh token ({response.status_code} {error}): it was revoked, already used or has "
+            "expired. Re-authorize the app for the account and put the new tokens in the secret"
+        )
+    if response.status_code == 429 or response.status_code >= 500:
+        raise XUnavailable(f"X answered {response.status_code} to the OAuth 2.0 token refresh")
+    if response.status_code != 200:
+        raise UnexpectedAnswer(f"X answered {response.status_code} {error} to the OAuth 2.0 token refresh".rstrip())
+    access, refresh, expires_in = body.get("access_token"), body.get("refresh_token"), body.get("expires_in")
+    if not isinstance(access, str) or not access or not isinstance(expires_in, (int, float)) or isinstance(expires_in, bool):
+        raise UnexpectedAnswer("X's OAuth 2.0 token answer has no access_token or expires_in")
+    if refresh is not None and (not isinstance(refresh, str) or not refresh):
+        raise UnexpectedAnswer("X's OAuth 2.0 token answer has a malformed refresh_token")
+    return OAuth2Tokens(
+        client_id=tokens.client_id,
+        client_secret=tokens.client_secret,
+        access_token=access,
+        # RFC 6749 6: without a new refresh token, the one sent stays valid.
+        refresh_token=refresh or tokens.refresh_token,
+        expires_at=now + float(expires_in),
+        extra=tokens.extra,
+    )
+
+
 class _RedirectingAdapter(HTTPAdapter):
     """Sends tweepy's requests (hard-coded to X's host) to the configured base URL, with timeouts."""
 
@@ -119,10 +263,19 @@ def _epoch(value: str | None) -> float | None:
 class XAccount:
     """The account's view of X: who follows it, and sending one DM."""
 
-    def __init__(self, credentials: dict[str, str], *, base_url: str, clock=time.time):
-        creds = validate_credentials(credentials)
+    def __init__(self, credentials: dict[str, Any], *, base_url: str, clock=time.time):
         # The raw response keeps the rate-limit headers that tweepy's parsed Response drops.
-        self._client = tweepy.Client(**creds, return_type=requests.Response, wait_on_rate_limit=False)
+        if is_oauth2(credentials):
+            # OAuth 2.0 user context: the user's access token as a bearer token, user_auth=False.
+            token = validate_oauth2_credentials(credentials).access_token
+            self._client = tweepy.Client(bearer_token=token, return_type=requests.Response, wait_on_rate_limit=False)
+            self._user_auth = False
+            self._rejected = "X rejected the OAuth 2.0 access token (401): revoked, or the app's authorization was removed"
+        else:
+            creds = validate_credentials(credentials)
+            self._client = tweepy.Client(**creds, return_type=requests.Response, wait_on_rate_limit=False)
+            self._user_auth = True  # OAuth 1.0a user context
+            self._rejected = "X rejected the credentials (401); check the secret's keys and tokens"
         self._client.session.mount("https://", _RedirectingAdapter(base_url))
         self._client.session.mount("http://", _RedirectingAdapter(base_url))
         self._clock = clock
@@ -137,7 +290,7 @@ class XAccount:
     # --- reads ---------------------------------------------------------------
 
     def account_id(self) -> str:
-        response = self._call("me", lambda: self._client.get_me(user_auth=True))
+        response = self._call("me", lambda: self._client.get_me(user_auth=self._user_auth))
         data = self._json(response).get("data")
         if not isinstance(data, dict) or not isinstance(data.get("id"), str):
             raise UnexpectedAnswer("X's /2/users/me answer has no data.id")
@@ -150,7 +303,7 @@ class XAccount:
             "followers",
             lambda: self._client.get_users_followers(
                 account_id,
-                user_auth=True,
+                user_auth=self._user_auth,
                 max_results=max_results,
                 pagination_token=token,
                 user_fields=FOLLOWER_FIELDS,
@@ -187,7 +340,7 @@ class XAccount:
                     event_types="MessageCreate",
                     max_results=DM_LOOKUP_PAGE_SIZE,
                     pagination_token=token,
-                    user_auth=True,
+                    user_auth=self._user_auth,
                 ),
             )
             body = self._json(response)
@@ -220,7 +373,7 @@ class XAccount:
     def send_dm(self, recipient_id: str, text: str) -> str | None:
         """Send one DM; returns X's dm_event_id. Raises product errors for every failure."""
         try:
-            response = self._client.create_direct_message(participant_id=recipient_id, text=text, user_auth=True)
+            response = self._client.create_direct_message(participant_id=recipient_id, text=text, user_auth=self._user_auth)
         except (requests.exceptions.ConnectTimeout, requests.exceptions.SSLError) as exc:
             raise XUnavailable(f"Could not connect to X to send a DM ({type(exc).__name__})") from None
         except requests.exceptions.ConnectionError as exc:
@@ -251,7 +404,7 @@ class XAccount:
         if isinstance(exc, tweepy.TooManyRequests):
             raise _rate_limited(exc, problem) from None
         if isinstance(exc, tweepy.Unauthorized):
-            raise CredentialsRejected("X rejected the credentials (401); check the secret's keys and tokens") from None
+            raise CredentialsRejected(self._rejected) from None
         if isinstance(exc, tweepy.Forbidden):
             if any(p in kind for p in _APP_PROBLEMS):
                 raise AppNotPermitted(f"X refused the app itself (403 {kind}): {detail}") from None
@@ -275,7 +428,7 @@ class XAccount:
         except tweepy.TooManyRequests as exc:
             raise _rate_limited(exc, _problem(exc.response)) from None
         except tweepy.Unauthorized:
-            raise CredentialsRejected("X rejected the credentials (401); check the secret's keys and tokens") from None
+            raise CredentialsRejected(self._rejected) from None
         except tweepy.Forbidden as exc:
             problem = _problem(exc.response)
             raise AppNotPermitted(f"X refused {what} (403 {problem.get('type', '')}): {problem.get('detail', '')}") from None
