@@ -72,7 +72,7 @@ def main() -> None:
             rows.append((label, summary))
             metrics = [json.loads(line) for line in emf.getvalue().splitlines() if line.startswith("{")]
             log_lines = LOG_PATH.read_text().count("\n") - lines_before
-            print(f"  ran slot {summary['slot']}: {log_lines} structured log lines, {len(metrics)} metrics record")
+            print(f"  ran slot {summary['slot']}: {log_lines} structured log lines, {len(metrics)} metrics records")
             return summary
 
         print(f"Local X sandbox at {x.base_url} (account id {x.account_id}, 500 followers)")
@@ -84,10 +84,15 @@ def main() -> None:
         )
         run("1 baseline")
 
-        _say("2. Three people follow the account. A dry run shows exactly who would get which message, and sends nothing.")
+        _say(
+            "2. Three people follow the account, and so does an account that has never posted (likely a throwaway). "
+            "A dry run shows exactly who would get which message, and sends nothing; the throwaway is skipped, with its reason."
+        )
         for username, name in NEWCOMERS:
             x.add_follower(username=username, name=name)
+        x.add_follower(username="promo_4u", name="Promo", public_metrics={"followers_count": 2, "following_count": 900, "tweet_count": 0})
         preview = run("2 dry run")
+        print(f"  skipped: {preview['skipped_by_reason']}")
         for item in preview["would_welcome"]:
             print(f"  would send to @{item['username']}: {item['text']}")
 
