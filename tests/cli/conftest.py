@@ -31,12 +31,6 @@ def stack_template(outputs: dict[str, str]) -> str:
     )
 
 
-@pytest.fixture(scope="session")
-def local_aws():
-    with LocalAws() as aws:
-        yield aws
-
-
 @pytest.fixture
 def x():
     with XSandbox() as sandbox:

@@ -21,12 +21,6 @@ from tools.local_aws import LOCAL_NAMES, LocalAws
 from tools.local_run import LambdaContext, LocalFunction, event_for_slot
 
 
-@pytest.fixture(scope="session")
-def local_aws():
-    with LocalAws() as aws:
-        yield aws
-
-
 @pytest.fixture
 def x():
     with XSandbox() as sandbox:
