@@ -81,10 +81,8 @@ def test_a_connection_dropped_after_x_stored_the_dm_is_reconciled_not_resent(wor
 def test_a_send_that_times_out_is_uncertain_then_reconciled(world, newcomers, monkeypatch):
     from courtesy import x_account
 
-    monkeypatch.setattr(x_account, "TIMEOUTS", (1.0, 0.3))
-
     class SlowSends:
-        """X is slow only to answer DM sends: longer than the read timeout."""
+        """X is slow only to answer DM sends: well past a short read timeout, only for sends."""
 
         def __init__(self, account):
             self._account = account
@@ -93,10 +91,12 @@ def test_a_send_that_times_out_is_uncertain_then_reconciled(world, newcomers, mo
             return getattr(self._account, name)
 
         def send_dm(self, *args, **kwargs):
-            world.x.latency_seconds = 0.6
+            world.x.latency_seconds = 1.0
+            monkeypatch.setattr(x_account, "TIMEOUTS", (3.05, 0.2))
             try:
                 return self._account.send_dm(*args, **kwargs)
             finally:
+                monkeypatch.undo()
                 world.x.latency_seconds = 0
 
     summary = world.run(wrap_x=SlowSends)
@@ -240,8 +240,11 @@ def test_the_same_slot_delivered_twice_at_once_runs_once(stack):
             thread.start()
         for thread in threads:
             thread.join()
-    assert errors == []
-    assert sorted(r.get("duplicate", False) for r in results) == [False, True]
+    assert errors == [] and len(results) == 2
+    first, second = sorted(results, key=lambda r: r.get("duplicate", False))
+    assert "welcomed" in first
+    # The second delivery either arrived while the first ran, or after it ended: a no-op both ways.
+    assert second == {"slot": first["slot"], "duplicate": True} or second == first
     assert stack.welcomes_per_follower() == {u["id"]: 1 for u in fans}
 
 
