@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from courtesy.x_account import Follower
+from courtesy.x_account import Follower, parse_time
 
 # Why a follower was skipped: recorded in the ledger and counted in metrics.
 DEFAULT_PROFILE_IMAGE = "default_profile_image"
@@ -61,7 +61,7 @@ class FollowerFilters:
         posts = metrics.get("tweet_count", metrics.get("post_count"))
         if self.skip_no_posts and posts == 0:
             return NO_POSTS
-        created = _when(profile.get("created_at"))
+        created = parse_time(profile.get("created_at"))
         if created is not None and now - created < timedelta(days=self.min_account_age_days):
             return TOO_NEW
         followers, following = metrics.get("followers_count"), metrics.get("following_count")
@@ -80,12 +80,3 @@ class FollowerFilters:
     def is_notable(self, follower: Follower) -> bool:
         followers = (follower.profile.get("public_metrics") or {}).get("followers_count")
         return follower.profile.get("verified") is True or (isinstance(followers, int) and followers >= self.notable_follower_count)
-
-
-def _when(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None

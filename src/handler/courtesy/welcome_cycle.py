@@ -35,7 +35,7 @@ from courtesy.filters import BLOCKLISTED, DMS_CLOSED
 from courtesy.ledger import EXPIRED_UNCERTAIN_QUEUE, Entry, Known, Ledger, Meta, State, queue_key
 from courtesy.observability import logger
 from courtesy.settings import Settings
-from courtesy.x_account import Follower, FollowersPage, XAccount
+from courtesy.x_account import Follower, FollowersPage, XAccount, parse_time
 from courtesy.x_limits import DM_EVENTS_KEPT_DAYS, FOLLOWERS_PAGE_MAX
 
 # The default baseline reads one page this size, whatever the account's size.
@@ -106,13 +106,6 @@ class RunSummary:
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _parse(value: str) -> datetime | None:
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 class WelcomeCycle:
@@ -334,7 +327,7 @@ class WelcomeCycle:
         budget = RECONCILE_PER_RUN
         now = self.now()
         for entry in self.ledger.queued(State.UNCERTAIN, limit=50):
-            sent_at = _parse(entry.claimed_at) or _parse(entry.queued_at.split("#")[0])
+            sent_at = parse_time(entry.claimed_at) or parse_time(entry.queued_at.split("#")[0])
             if sent_at is None or now - sent_at > RECONCILE_WITHIN:
                 # X no longer keeps events that old: it stays uncertain for good, never resent.
                 self.ledger.expire_uncertain(entry.follower_id, now=_iso(now))

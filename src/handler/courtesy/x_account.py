@@ -348,7 +348,7 @@ class XAccount:
             if not isinstance(events, list) or not isinstance(meta, dict):
                 raise UnexpectedAnswer("X's DM events answer has no data list or meta object")
             for event in events:
-                created = _timestamp(event.get("created_at") if isinstance(event, dict) else None)
+                created = parse_time(event.get("created_at") if isinstance(event, dict) else None)
                 if created is None:
                     raise UnexpectedAnswer("X's DM events answer holds an event without created_at")
                 if created < since:
@@ -475,7 +475,8 @@ def _rate_limited(exc: tweepy.TooManyRequests, problem: dict[str, Any]) -> RateL
     return RateLimited(what, reset_at=reset, usage_capped=capped)
 
 
-def _timestamp(value: Any) -> datetime | None:
+def parse_time(value: Any) -> datetime | None:
+    """An ISO-8601 time as X and the ledger write it ("...Z"), in UTC; None if it is not one."""
     if not isinstance(value, str):
         return None
     try:
