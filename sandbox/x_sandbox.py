@@ -27,8 +27,11 @@ refresh token and spends the old one (a spent or unknown one is refused with
 State lives in memory behind one lock (the server is threaded).  Tests read
 the records (dm_log, users_returned, requests) and inject faults
 (fail_next, drop_after_store_next, rate limits, latency, the clock).
-The benchmark also reads billing (distinct users returned per UTC day of the
-sandbox clock, as X bills them) and when each follower followed.
+The benchmark also reads billing (distinct users, and distinct DM events, returned
+per UTC day of the sandbox clock, as X bills them) and when each follower followed.
+
+The account can DM a follower, and also anyone who has written to it (replying
+to a message request); either way only if they accept DMs (receives_dm).
 """
 
 from __future__ import annotations
@@ -156,6 +159,7 @@ DM_EVENTS_PARAMS = (
     "user.fields",
 )
 ME_PARAMS = ("user.fields", "expansions", "tweet.fields")
+DM_EXPANSIONS = ("attachments.media_keys", "referenced_tweets.id", "sender_id", "participant_ids")
 
 ID_RE = re.compile(r"^[0-9]{1,19}$")
 
@@ -270,6 +274,7 @@ class XSandbox:
         self._follow_order: list[str] = []  # follower ids, oldest first (kept in step with _follow_seq)
         self._followed_at: dict[str, float] = {}  # follower id -> sandbox time of the (latest) follow
         self._billed: dict[str, set[str]] = {}  # UTC day of the sandbox clock -> user ids returned
+        self._billed_dm_events: dict[str, set[str]] = {}  # UTC day of the sandbox clock -> DM event ids returned
         self._seq = 0
         self._next_user_id = 2_000_001
         self._next_event_id = 1_860_000_000_000_000_001
@@ -278,6 +283,7 @@ class XSandbox:
         self._drops = 0
         self._windows = {ep: [_Window(lim, sec) for lim, sec in v] for ep, v in DEFAULT_RATE_LIMITS.items()}
         self.users_returned = 0
+        self.dm_events_returned = 0  # events returned by any dm_events endpoint (each one billed)
         self._requests: list[dict] = []
         self._users[account_id] = self._new_user(account_id, username, name, {})
         # OAuth 2.0: registered clients, live tokens, and what the token endpoint was asked.
@@ -347,26 +353,35 @@ class XSandbox:
 
     def add_follower(self, user_id: str | None = None, *, username=None, name=None, receives_dm=True, **fields) -> dict:
         with self._lock:
-            if user_id is None:
-                while str(self._next_user_id) in self._users:
-                    self._next_user_id += 1
-                user_id = str(self._next_user_id)
-                self._next_user_id += 1
-            user_id = str(user_id)
-            if user_id in self._users:  # known user: update what was given
-                user = self._users[user_id]
-                user.update(fields)
-                if username is not None:
-                    user["username"] = username
-                if name is not None:
-                    user["name"] = name
-            else:
-                username = username or f"user{user_id}"
-                self._users[user_id] = self._new_user(user_id, username, name or username, fields)
-            self._receives_dm[user_id] = receives_dm
+            user_id = self._upsert_user(user_id, username, name, receives_dm, fields)
             if user_id not in self._follow_seq:  # a (re-)follow goes to the front
                 self._follow(user_id)
             return self._public_user(user_id)
+
+    def add_user(self, user_id: str | None = None, *, username=None, name=None, receives_dm=True, **fields) -> dict:
+        """Create (or update) a user without making them follow the account, e.g. to write to it (receive_dm)."""
+        with self._lock:
+            return self._public_user(self._upsert_user(user_id, username, name, receives_dm, fields))
+
+    def _upsert_user(self, user_id, username, name, receives_dm, fields) -> str:
+        if user_id is None:
+            while str(self._next_user_id) in self._users:
+                self._next_user_id += 1
+            user_id = str(self._next_user_id)
+            self._next_user_id += 1
+        user_id = str(user_id)
+        if user_id in self._users:  # known user: update what was given
+            user = self._users[user_id]
+            user.update(fields)
+            if username is not None:
+                user["username"] = username
+            if name is not None:
+                user["name"] = name
+        else:
+            username = username or f"user{user_id}"
+            self._users[user_id] = self._new_user(user_id, username, name or username, fields)
+        self._receives_dm[user_id] = receives_dm
+        return user_id
 
     def _follow(self, user_id: str) -> None:
         self._seq += 1
@@ -468,6 +483,7 @@ class XSandbox:
         return [d for d in self.dm_log if d["recipient_id"] == str(user_id)]
 
     def receive_dm(self, sender_id: str, text: str) -> dict:
+        """A DM from a user (a follower or not: see add_user) to the account, at the sandbox time."""
         with self._lock:
             self._require_user(sender_id)
             return self._record(self._store_event(str(sender_id), self.account_id, text))
@@ -575,11 +591,22 @@ class XSandbox:
         with self._lock:
             return {day: len(ids) for day, ids in sorted(self._billed.items())}
 
+    def billed_dm_events_per_day(self) -> dict[str, int]:
+        """Distinct DM events the dm_events endpoints returned per UTC day of the sandbox clock:
+        what X bills for DM event reads, on the same once-a-day rule as users."""
+        with self._lock:
+            return {day: len(ids) for day, ids in sorted(self._billed_dm_events.items())}
+
     def reset_counters(self) -> None:
         with self._lock:
             self.users_returned = 0
+            self.dm_events_returned = 0
             self._requests.clear()
             self._billed.clear()
+            self._billed_dm_events.clear()
+
+    def _utc_day(self) -> str:
+        return time.strftime("%Y-%m-%d", time.gmtime(self.now()))
 
     # ---- faults and limits ------------------------------------------------------------------
     def fail_next(self, endpoint: str, status: int, *, count: int = 1, body: dict | str | None = None, headers: dict | None = None) -> None:
@@ -793,7 +820,7 @@ class XSandbox:
         ids = self._follower_ids() if user_id == self.account_id else []
         page, meta = paginate(ids, self._follow_seq.__getitem__, query.get("pagination_token"), max_results, "f")
         self.users_returned += len(page)
-        self._billed.setdefault(time.strftime("%Y-%m-%d", time.gmtime(self.now())), set()).update(page)
+        self._billed.setdefault(self._utc_day(), set()).update(page)
         out = {"meta": {"result_count": len(page), **meta}}
         if page:
             out = {"data": [self._user_view(uid, fields) for uid in page], **out}
@@ -835,10 +862,15 @@ class XSandbox:
                     "status": 404,
                 },
             )
-        if participant_id not in self._follow_seq or not self._receives_dm.get(participant_id, True):
+        reachable = participant_id in self._follow_seq or self._has_written(participant_id)
+        if not reachable or not self._receives_dm.get(participant_id, True):
             raise ApiError(403, DM_FORBIDDEN_BODY)
         event = self._store_event(self.account_id, participant_id, text)
         return 201, {"data": {"dm_conversation_id": event["dm_conversation_id"], "dm_event_id": event["dm_event_id"]}}
+
+    def _has_written(self, user_id: str) -> bool:
+        # Someone who wrote to the account can be answered although they do not follow it.
+        return any(e["sender_id"] == user_id for e in self._events)
 
     def _dm_lookup(self, query, keep: Callable[[dict], bool], family: str):
         self._check_params(query, DM_EVENTS_PARAMS)
@@ -855,9 +887,21 @@ class XSandbox:
         if "MessageCreate" in types:  # the sandbox only has MessageCreate events
             events = [e for e in reversed(self._events) if e["_ts"] >= cutoff and keep(e)]
         page, meta = paginate(events, lambda e: int(e["dm_event_id"]), query.get("pagination_token"), max_results, family)
+        self.dm_events_returned += len(page)
+        self._billed_dm_events.setdefault(self._utc_day(), set()).update(e["dm_event_id"] for e in page)
         out: dict = {"meta": {"result_count": len(page), **meta}}
         if page:
             out = {"data": [self._event_view(e, fields) for e in page], **out}
+            expansions = [x for x in query.get("expansions", "").split(",") if x]
+            for x in expansions:
+                if x not in DM_EXPANSIONS:
+                    raise invalid_request(
+                        "expansions", x, f"The `expansions` query parameter value [{x}] is not one of [{','.join(DM_EXPANSIONS)}]"
+                    )
+            if "sender_id" in expansions:  # the senders' user objects, once each
+                user_fields = self._fields(query, "user.fields", USER_FIELDS, DEFAULT_USER_KEYS)
+                senders = dict.fromkeys(e["sender_id"] for e in page)
+                out["includes"] = {"users": [self._user_view(u, user_fields) for u in senders]}
         return 200, out
 
     @staticmethod

@@ -457,6 +457,23 @@ def test_dm_events_lookup(client, sandbox):
     assert set(raw["data"][0]) == {"id", "event_type", "text"}
 
 
+def test_dm_events_expand_their_senders_once_each(sandbox):
+    fan = sandbox.add_follower("11", username="fan11", name="Fan Eleven")
+    stranger = sandbox.add_user("13", username="stranger13", name="Sam Stranger")
+    sandbox.receive_dm(fan["id"], "hi")
+    sandbox.receive_dm(stranger["id"], "hello")
+    sandbox.receive_dm(stranger["id"], "hello?")
+    raw = make_client(sandbox, return_type=dict).get_direct_message_events(
+        expansions=["sender_id"], user_fields=["username", "name"], user_auth=True
+    )
+    assert raw["includes"]["users"] == [
+        {"id": "13", "name": "Sam Stranger", "username": "stranger13"},
+        {"id": "11", "name": "Fan Eleven", "username": "fan11"},
+    ]
+    with pytest.raises(tweepy.BadRequest):
+        make_client(sandbox).get_direct_message_events(expansions=["nonsense"], user_auth=True)
+
+
 def test_dm_events_paging_and_retention(client, sandbox):
     fan = sandbox.add_follower()
     sandbox.set_rate_limit("send_dm", 100)
@@ -480,6 +497,52 @@ def test_dm_events_rate_limit_is_shared_by_both_lookups(client, sandbox):
     client.get_direct_message_events(participant_id="1", user_auth=True)
     with pytest.raises(tweepy.TooManyRequests):
         client.get_direct_message_events(user_auth=True)
+
+
+def test_dm_event_reads_are_counted_and_billed_once_per_utc_day(client, sandbox):
+    sandbox.advance(-sandbox.now() + 1_893_456_000)  # 2030-01-01T00:00:00Z
+    sandbox.set_rate_limit("dm_events", 100)
+    fan = sandbox.add_follower("21")
+    send(client, fan["id"], "welcome")
+    sandbox.receive_dm(fan["id"], "thanks")
+    sandbox.receive_dm(sandbox.add_user("22")["id"], "hello")
+
+    client.get_direct_message_events(user_auth=True)  # 3 events
+    client.get_direct_message_events(participant_id="21", user_auth=True)  # the same 2 again
+    client.get_direct_message_events(dm_conversation_id="22-1000", max_results=1, user_auth=True)  # 1 again
+    assert sandbox.dm_events_returned == 3 + 2 + 1
+    assert sandbox.billed_dm_events_per_day() == {"2030-01-01": 3}
+
+    sandbox.advance(86400)  # a new UTC day bills the same events again
+    client.get_direct_message_events(participant_id="22", user_auth=True)
+    assert sandbox.billed_dm_events_per_day() == {"2030-01-01": 3, "2030-01-02": 1}
+    assert sandbox.billed_users_per_day() == {}  # DM reads are not follower reads
+
+    sandbox.reset_counters()
+    assert sandbox.dm_events_returned == 0 and sandbox.billed_dm_events_per_day() == {}
+
+
+def test_a_non_follower_can_write_and_be_answered_but_not_messaged_first(client, sandbox):
+    stranger = sandbox.add_user(username="stranger", name="Stranger")
+    assert stranger["id"] not in sandbox.follower_ids()
+    with pytest.raises(tweepy.Forbidden):  # nobody follows, nobody wrote: a cold DM is refused
+        send(client, stranger["id"])
+
+    sandbox.receive_dm(stranger["id"], "stop")
+    events = client.get_direct_message_events(dm_event_fields=["sender_id"], user_auth=True).data
+    assert [(e.sender_id, e.text) for e in events] == [(int(stranger["id"]), "stop")]
+    assert send(client, stranger["id"], "You will not hear from us again.").data["dm_event_id"]
+    assert [d["text"] for d in sandbox.dms_to(stranger["id"])] == ["You will not hear from us again."]
+
+    sandbox.set_receives_dm(stranger["id"], False)  # their DM settings still win
+    with pytest.raises(tweepy.Forbidden):
+        send(client, stranger["id"])
+
+    # add_user never makes anyone a follower, also for a user who already exists
+    assert sandbox.add_user(stranger["id"], name="Renamed")["name"] == "Renamed"
+    assert stranger["id"] not in sandbox.follower_ids()
+    with pytest.raises(KeyError):
+        sandbox.receive_dm("424242", "hi")  # a sender must exist
 
 
 # ---- cursor property (pure function, no HTTP) --------------------------------------------------
