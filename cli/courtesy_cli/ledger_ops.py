@@ -20,9 +20,47 @@ from courtesy_cli import ui
 from courtesy_cli.resources import CliError
 
 SKIPPED = getattr(State, "SKIPPED", "skipped")
+OPTED_OUT = getattr(State, "OPTED_OUT", "opted_out")
+LISTED = getattr(State, "LISTED", "listed")
+LISTING = getattr(State, "LISTING", "listing")
 BLOCKLISTED = "blocklisted"
 UNKNOWN = "unknown"  # blocked_from for a follower the ledger did not know
-EXPORTED_STATES = (State.WELCOMED, SKIPPED, State.UNDELIVERABLE, State.FAILED, State.UNCERTAIN, State.DEPARTED)
+EXPORTED_STATES = (
+    State.WELCOMED,
+    SKIPPED,
+    State.UNDELIVERABLE,
+    State.FAILED,
+    State.UNCERTAIN,
+    State.DEPARTED,
+    OPTED_OUT,
+    LISTED,
+    LISTING,
+)
+# Export columns taken from the item as they are; "state" and "time" are added.
+EXPORT_ATTRIBUTES = (
+    "follower_id",
+    "username",
+    "name",
+    "first_seen_at",
+    "welcomed_at",
+    "template_id",
+    "reason",
+    "detail",
+    "dm_event_id",
+    "notable",
+    "thanked_at",
+    "asked_at",
+    "via",
+    "digest_id",
+    "listed_at",
+    "opted_out_at",
+    "opt_out_word",
+    "state_before_opt_out",
+    "confirmation",
+)
+EXPORT_COLUMNS = ("follower_id", "username", "name", "state", "time", *EXPORT_ATTRIBUTES[3:])
+# The export's "time": when the follower reached their state, where the ledger records it.
+STATE_TIME = {State.WELCOMED: "welcomed_at", OPTED_OUT: "opted_out_at", LISTED: "listed_at", LISTING: "listing_at"}
 # States block may change, and what it says about the others.
 BLOCKABLE = (State.PENDING, State.DEPARTED)
 REFUSALS = {
@@ -32,9 +70,20 @@ REFUSALS = {
     State.UNDELIVERABLE: "cannot be messaged (X refused the recipient); it is never retried",
     State.FAILED: "had its welcome refused by X; it is never retried",
     State.BASELINE: "followed before Courtesy started and is never welcomed; no block needed",
+    OPTED_OUT: "opted out and is never messaged again; no block needed",
+    LISTED: "was listed in a digest for a person to welcome by hand; Courtesy never messages them",
+    LISTING: "is in a digest being published; Courtesy never messages them",
 }
 PROFILE = "https://x.com/{}"
-_NAMES = {"#state": "state", "#reason": "reason", "#from": "blocked_from", "#bat": "blocked_at", "#sat": "skipped_at"}
+_NAMES = {
+    "#state": "state",
+    "#reason": "reason",
+    "#from": "blocked_from",
+    "#bat": "blocked_at",
+    "#sat": "skipped_at",
+    "#bq": "blocked_queue",
+    "#q": "queue",
+}
 
 
 def now_iso() -> str:
@@ -126,8 +175,10 @@ class LedgerTable:
     def status(self) -> dict[str, Any]:
         states: Counter[str] = Counter()
         reasons: Counter[str] = Counter()
+        queues: Counter[str] = Counter()
         expired = 0
         notable: list[dict[str, Any]] = []
+        opted_out: list[dict[str, Any]] = []
         meta: dict[str, Any] = {}
         for item in self.scan("Reading the ledger"):
             if item["follower_id"] == META_KEY:
@@ -139,8 +190,20 @@ class LedgerTable:
             states[state] += 1
             if state == SKIPPED:
                 reasons[item.get("reason", "?")] += 1
+            if item.get("queue"):
+                queues[item["queue"]] += 1
             if item.get("queue") == EXPIRED_UNCERTAIN_QUEUE:
                 expired += 1
+            if state == OPTED_OUT:
+                opted_out.append(
+                    {
+                        "follower_id": item["follower_id"],
+                        "username": item.get("username", ""),  # "" for someone who wrote without following
+                        "opted_out_at": item.get("opted_out_at", ""),
+                        "opt_out_word": item.get("opt_out_word", ""),
+                        "confirmation": item.get("confirmation", ""),
+                    }
+                )
             if item.get("notable") == "true" and not item.get("thanked_at"):
                 notable.append(
                     {
@@ -153,6 +216,7 @@ class LedgerTable:
                     }
                 )
         notable.sort(key=lambda n: n["first_seen_at"], reverse=True)
+        opted_out.sort(key=lambda o: (o["opted_out_at"], o["follower_id"]), reverse=True)
         today = datetime.now(UTC).date().isoformat()
         blocked_until = float(meta.get("dm_blocked_until", 0) or 0)
         return {
@@ -170,6 +234,8 @@ class LedgerTable:
             if blocked_until > datetime.now(UTC).timestamp()
             else "",
             "notable_unthanked": notable,
+            "queues": dict(sorted(queues.items())),
+            "opted_out": opted_out,
         }
 
     def last_runs(self, idempotency_table: str, limit: int) -> list[dict[str, Any]]:
@@ -201,32 +267,15 @@ class LedgerTable:
             ExpressionAttributeValues=values,
         ):
             state = item.get("state", "")
-            time = item.get("welcomed_at") if state == State.WELCOMED else None
             time = (
-                time
+                item.get(STATE_TIME.get(state, ""))
                 or item.get("departed_at")
                 or item.get("closed_at")
                 or item.get("uncertain_since")
                 or item.get("skipped_at")
                 or item.get("first_seen_at", "")
             )
-            rows.append(
-                {
-                    "follower_id": item["follower_id"],
-                    "username": item.get("username", ""),
-                    "name": item.get("name", ""),
-                    "state": state,
-                    "time": time,
-                    "first_seen_at": item.get("first_seen_at", ""),
-                    "welcomed_at": item.get("welcomed_at", ""),
-                    "template_id": item.get("template_id", ""),
-                    "reason": item.get("reason", ""),
-                    "detail": item.get("detail", ""),
-                    "dm_event_id": item.get("dm_event_id", ""),
-                    "notable": item.get("notable", ""),
-                    "thanked_at": item.get("thanked_at", ""),
-                }
-            )
+            rows.append({**{key: item.get(key, "") for key in EXPORT_ATTRIBUTES}, "state": state, "time": time})
         rows.sort(key=lambda r: (r["time"], r["follower_id"]))
         return rows
 
@@ -262,18 +311,23 @@ class LedgerTable:
                 return False, f"{_who(item)} is already skipped ({item.get('reason', '?')}) and will never be welcomed"
             if state not in BLOCKABLE:
                 raise CliError(f"Not blocked: {_who(item)} {REFUSALS.get(state, f'is {state}')}.", code=1)
+            # The queue is kept (blocked_queue, "" for none) so unblock puts the follower back exactly:
+            # a pending follower's queue depends on the welcome mode (e.g. none in reply mode until they write).
+            queue = item.get("queue", "")
             try:
                 self.client.update_item(
                     TableName=self.name,
                     Key={"follower_id": _s(follower_id)},
-                    UpdateExpression="SET #state = :skipped, #reason = :reason, #from = :from, #bat = :now, #sat = :now REMOVE #q",
-                    ConditionExpression="#state = :from",
-                    ExpressionAttributeNames={**_NAMES, "#q": "queue"},
+                    UpdateExpression="SET #state = :skipped, #reason = :reason, #from = :from, #bat = :now, #sat = :now, #bq = :queue"
+                    " REMOVE #q",
+                    ConditionExpression="#state = :from AND " + ("#q = :queue" if queue else "attribute_not_exists(#q)"),
+                    ExpressionAttributeNames=_NAMES,
                     ExpressionAttributeValues={
                         ":skipped": _s(SKIPPED),
                         ":reason": _s(BLOCKLISTED),
                         ":from": _s(state),
                         ":now": _s(now_iso()),
+                        ":queue": _s(queue),
                     },
                 )
                 return True, f"{_who(item)} was {state}; now skipped (blocklisted): never welcomed"
@@ -313,12 +367,14 @@ class LedgerTable:
             if previous not in BLOCKABLE:
                 raise CliError(f"{_who(item)} was blocked from an unexpected state {previous!r}; not changed", code=1)
             names = dict(_NAMES)
-            update = "SET #state = :from REMOVE #reason, #from, #bat, #sat"
-            if previous == State.PENDING:
+            # Blocks recorded before blocked_queue existed took a pending follower out of the pending queue.
+            queue = item.get("blocked_queue", State.PENDING if previous == State.PENDING else "")
+            update = "SET #state = :from REMOVE #reason, #from, #bat, #sat, #bq, #q"
+            if queue:
                 if not item.get("queued_at"):
                     raise CliError(f"{_who(item)} has no queued_at to go back into the queue with; not changed", code=1)
-                update = "SET #state = :from, #q = :from REMOVE #reason, #from, #bat, #sat"
-                names["#q"] = "queue"
+                update = "SET #state = :from, #q = :queue REMOVE #reason, #from, #bat, #sat, #bq"
+                values[":queue"] = _s(queue)
             self.client.update_item(
                 TableName=self.name,
                 Key={"follower_id": _s(follower_id)},

@@ -15,25 +15,17 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from courtesy_cli import ui
-from courtesy_cli.ledger_ops import EXPORTED_STATES, LedgerTable
+from courtesy_cli.ledger_ops import EXPORT_COLUMNS, EXPORTED_STATES, LedgerTable
 from courtesy_cli.resources import CliError, Resources, explain_aws_error
 
 DEFAULT_STACK = "courtesy"
-EXPORT_COLUMNS = (
-    "follower_id",
-    "username",
-    "name",
-    "state",
-    "time",
-    "first_seen_at",
-    "welcomed_at",
-    "template_id",
-    "reason",
-    "detail",
-    "dm_event_id",
-    "notable",
-    "thanked_at",
-)
+OPTED_OUT_SHOWN = 50  # status lists the newest opt-outs; export has them all
+# What the other queues hold, in the operator's words (status shows the ones not empty).
+QUEUE_LABELS = {
+    "reply-due": "Owed a reply (wrote to the account)",
+    "digest": "Waiting for the next digest",
+    "opt-out-confirm": "Opt-out confirmations due",
+}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -70,7 +62,9 @@ def parser() -> argparse.ArgumentParser:
     preview.add_argument("--json", action="store_true", help="print JSON instead of tables")
     preview.add_argument("-v", "--verbose", action="store_true", help="show the function's own log lines (JSON, on stderr)")
 
-    export = commands.add_parser("export", help="CSV of followers welcomed, skipped, undeliverable, failed, uncertain, departed")
+    export = commands.add_parser(
+        "export", help="CSV of followers welcomed, skipped, undeliverable, failed, uncertain, departed, opted out, listed in a digest"
+    )
     export.add_argument("-o", "--output", default="-", help="file to write (default: stdout)")
     export.add_argument("--state", action="append", choices=EXPORTED_STATES, help="only this state (repeatable; default: all of them)")
 
@@ -120,6 +114,7 @@ def cmd_status(resources: Resources, args: argparse.Namespace) -> int:
     report: dict[str, Any] = {"stack": args.stack if not resources.explicit.get("ledger_table") else None}
     report["ledger_table"] = ledger.name
     report.update(ledger.status())
+    report.update(function_settings(resources))
     report["last_runs"] = ledger.last_runs(resources.name("idempotency_table"), args.runs)
     if args.json:
         print(json.dumps(report, indent=2))
@@ -130,6 +125,11 @@ def cmd_status(resources: Resources, args: argparse.Namespace) -> int:
         out.print("No baseline yet: the first run records who already follows.")
     else:
         out.print(ui.cell(f"Baseline taken {report['baseline_at']}"))
+    if report["welcome_mode"]:
+        dry = "on: nothing is sent" if report["dry_run"] else "off"
+        out.print(ui.cell(f"Welcome mode: {report['welcome_mode']}   Dry run: {dry}   ({report['settings_source']})"))
+    else:
+        out.print(ui.cell(f"Welcome mode: unknown ({report['settings_source']})"))
     out.print(
         ui.cell(
             f"Backlog (pending): {report['backlog']}   Uncertain: {report['uncertain']}"
@@ -139,7 +139,12 @@ def cmd_status(resources: Resources, args: argparse.Namespace) -> int:
     )
     if report["dm_blocked_until"]:
         out.print(ui.cell(f"X's DM rate limit is spent until {report['dm_blocked_until']}"))
+    queued = [f"{label}: {report['queues'][queue]}" for queue, label in QUEUE_LABELS.items() if report["queues"].get(queue)]
+    if queued:
+        out.print(ui.cell("   ".join(queued)))
     out.print(ui.table("Followers by state", ("state", "followers"), report["states"].items()))
+    if report["states"].get("listing"):
+        out.print(ui.cell(f"{report['states']['listing']} in a digest being published: if that stays, the digest was interrupted"))
     if report["skipped_by_reason"]:
         out.print(ui.table("Skipped by reason", ("reason", "followers"), report["skipped_by_reason"].items()))
     runs = [
@@ -173,7 +178,41 @@ def cmd_status(resources: Resources, args: argparse.Namespace) -> int:
         out.print(listing)
     else:
         out.print("No notable followers waiting for a personal thank-you.")
+    opted_out = report["opted_out"]
+    if opted_out:
+        opt_out_rows = [
+            (o["follower_id"], "@" + o["username"] if o["username"] else "", o["opted_out_at"], o["confirmation"])
+            for o in opted_out[:OPTED_OUT_SHOWN]
+        ]
+        shown = f"{len(opted_out)}" if len(opted_out) <= OPTED_OUT_SHOWN else f"newest {OPTED_OUT_SHOWN} of {len(opted_out)}"
+        listing = ui.table(
+            f"Opted out (never messaged again): {shown}", ("follower", "username", "opted out at", "confirmation"), opt_out_rows
+        )
+        if len(opted_out) > OPTED_OUT_SHOWN:
+            listing.caption = "All of them: courtesy export --state opted_out"
+        out.print(listing)
     return 0
+
+
+def function_settings(resources: Resources) -> dict[str, Any]:
+    """The deployed function's welcome mode and dry run, from its environment; None when it cannot be read
+    (a local setup named by --ledger-table has no function unless --function names one)."""
+    unknown: dict[str, Any] = {"welcome_mode": None, "dry_run": None}
+    if not resources.explicit.get("function") and resources.explicit.get("ledger_table"):
+        return {**unknown, "settings_source": "no function named: pass --function NAME"}
+    name = resources.name("function", required=False)
+    if not name:
+        return {**unknown, "settings_source": "the stack has no FunctionName output: pass --function NAME"}
+    try:
+        env = resources.function_environment(name)
+    except CliError as exc:
+        return {**unknown, "settings_source": str(exc)}
+    # The function's own defaults (courtesy.settings) when a variable is unset.
+    return {
+        "welcome_mode": env.get("WELCOME_MODE", "").strip().lower() or "dm",
+        "dry_run": (env.get("DRY_RUN", "").strip().lower() or "true") != "false",
+        "settings_source": f"function {name}",
+    }
 
 
 def _yes(value: Any) -> str:
@@ -212,10 +251,10 @@ def cmd_preview(resources: Resources, args: argparse.Namespace) -> int:
             for w in welcomes
         ]
         out.print(ui.table(f"The next run would welcome {len(welcomes)}", ("follower", "username", "template", "message"), rows))
-    if summary.get("skipped_by_reason"):
-        out.print(ui.table("The filters would skip", ("reason", "followers"), summary["skipped_by_reason"].items()))
     else:
         out.print("The next run would welcome nobody.")
+    if summary.get("skipped_by_reason"):
+        out.print(ui.table("The filters would skip", ("reason", "followers"), summary["skipped_by_reason"].items()))
     for key, value in summary.items():
         # Other previews the function may report (e.g. who its filters would skip).
         if key.startswith("would_") and key != "would_welcome" and isinstance(value, list) and value and isinstance(value[0], dict):

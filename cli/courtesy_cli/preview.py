@@ -61,12 +61,8 @@ def function_logs_to_stderr(level: int) -> Iterator[None]:
 
 
 def function_environment(resources: Resources, function_name: str) -> dict[str, str]:
-    """The deployed function's environment (its settings; the secret itself is elsewhere)."""
-    try:
-        config = resources.client("lambda").get_function_configuration(FunctionName=function_name)
-    except (ClientError, BotoCoreError) as exc:
-        raise explain_aws_error(exc, f"reading function {function_name!r}'s settings") from None
-    variables = config.get("Environment", {}).get("Variables", {})
+    """The deployed function's settings, without what would point the preview at AWS's Lambda internals."""
+    variables = resources.function_environment(function_name)
     return {k: v for k, v in variables.items() if not k.startswith(_NOT_INHERITED)}
 
 
@@ -156,7 +152,7 @@ def run_preview(
                 "username": new.get("username", ""),
                 "from": old.get("state", "new"),
                 "to": new.get("state", ""),
-                "reason": new.get("reason", "") or new.get("detail", ""),
+                "reason": new.get("reason", "") or new.get("detail", "") or new.get("opt_out_word", ""),
             }
         )
     return PreviewResult(summary, changes, source)

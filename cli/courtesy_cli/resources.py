@@ -127,3 +127,11 @@ class Resources:
 
     def describe(self, *whats: str) -> dict[str, str]:
         return {what: self.name(what) for what in whats}
+
+    def function_environment(self, function_name: str) -> dict[str, str]:
+        """The deployed function's environment: its settings (the X credentials are in the secret, not here)."""
+        try:
+            config = self.client("lambda").get_function_configuration(FunctionName=function_name)
+        except (ClientError, BotoCoreError) as exc:
+            raise explain_aws_error(exc, f"reading function {function_name!r}'s settings") from None
+        return dict(config.get("Environment", {}).get("Variables", {}))
