@@ -1,5 +1,6 @@
-"""A local AWS for the demo and the tests: DynamoDB and Secrets Manager served by
-moto in server mode over HTTP, with the tables and the secret made from template.yaml.
+"""A local AWS for the demo and the tests: DynamoDB, Secrets Manager and SNS served by
+moto in server mode over HTTP, with the tables, the secret and the alarm topic (where
+digest mode publishes) made from template.yaml.
 
 The function's environment is resolved from the template too, so local runs use
 exactly the variables a deployed stack gives it.
@@ -21,8 +22,17 @@ from moto.server import ThreadedMotoServer
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
 FUNCTION = "CourtesyFunction"
-LOCAL_NAMES = {"LedgerTable": "courtesy-ledger", "IdempotencyTable": "courtesy-idempotency", "XCredentialsSecret": "courtesy/x-credentials"}
-FAKE_AWS_KEYS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1"}
+LOCAL_ACCOUNT = "123456789012"  # moto's default account
+LOCAL_REGION = "us-east-1"
+ALARM_TOPIC_NAME = "courtesy-alarms"
+# What each resource's !Ref gives locally (a topic's Ref is its ARN, as in CloudFormation).
+LOCAL_NAMES = {
+    "LedgerTable": "courtesy-ledger",
+    "IdempotencyTable": "courtesy-idempotency",
+    "XCredentialsSecret": "courtesy/x-credentials",
+    "AlarmTopic": f"arn:aws:sns:{LOCAL_REGION}:{LOCAL_ACCOUNT}:{ALARM_TOPIC_NAME}",
+}
+FAKE_AWS_KEYS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": LOCAL_REGION}
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -66,7 +76,7 @@ def function_environment(template: dict[str, Any], overrides: dict[str, str] | N
 
 
 class LocalAws:
-    """moto in server mode on a free loopback port, plus the stack's tables and secret."""
+    """moto in server mode on a free loopback port, plus the stack's tables, secret and topic."""
 
     def __init__(self, template: dict[str, Any] | None = None, *, host: str = "127.0.0.1", port: int = 0):
         self.template = template or load_template()
@@ -97,14 +107,15 @@ class LocalAws:
     @functools.cache  # noqa: B019 - one client per service for the server's lifetime; building one takes ~0.1 s
     def client(self, service: str) -> Any:
         return boto3.client(
-            service, endpoint_url=self.endpoint, region_name="us-east-1", aws_access_key_id="local", aws_secret_access_key="local"
+            service, endpoint_url=self.endpoint, region_name=LOCAL_REGION, aws_access_key_id="local", aws_secret_access_key="local"
         )
 
     def reset(self) -> None:
         requests.post(f"{self.endpoint}/moto-api/reset", timeout=10).raise_for_status()
 
     def create_stack_resources(self, credentials: dict[str, str] | None) -> None:
-        """Create the template's tables (same keys and indexes) and the credentials secret."""
+        """Create the template's tables (same keys and indexes), the credentials secret and the
+        alarm topic (digest mode publishes there)."""
         dynamodb = self.client("dynamodb")
         for logical, resource in self.template["Resources"].items():
             if resource["Type"] != "AWS::DynamoDB::Table":
@@ -124,6 +135,9 @@ class LocalAws:
                 dynamodb.update_time_to_live(TableName=table["TableName"], TimeToLiveSpecification=ttl)
         if credentials is not None:
             self.client("secretsmanager").create_secret(Name=LOCAL_NAMES["XCredentialsSecret"], SecretString=json.dumps(credentials))
+        topic_arn = self.client("sns").create_topic(Name=ALARM_TOPIC_NAME)["TopicArn"]
+        if topic_arn != LOCAL_NAMES["AlarmTopic"]:  # the function's DIGEST_TOPIC_ARN must name this topic
+            raise RuntimeError(f"moto made the alarm topic {topic_arn}, not {LOCAL_NAMES['AlarmTopic']}")
 
 
 def apply_environment(env: dict[str, str]) -> dict[str, str | None]:
@@ -155,7 +169,8 @@ def main() -> None:
     with LocalAws(host=args.host, port=args.port) as aws:
         aws.create_stack_resources(DEFAULT_CREDENTIALS)
         print(f"Local AWS at {aws.endpoint}: tables {LOCAL_NAMES['LedgerTable']}, {LOCAL_NAMES['IdempotencyTable']};")
-        print(f"secret {LOCAL_NAMES['XCredentialsSecret']} holds the X sandbox's credentials. Ctrl-C stops.")
+        print(f"secret {LOCAL_NAMES['XCredentialsSecret']} holds the X sandbox's credentials;")
+        print(f"topic {LOCAL_NAMES['AlarmTopic']} receives the digest. Ctrl-C stops.")
         try:
             while True:
                 time.sleep(3600)

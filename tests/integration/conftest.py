@@ -6,11 +6,13 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from courtesy.digest import Digest
 from courtesy.ledger import Ledger
 from courtesy.settings import Settings
 from courtesy.welcome_cycle import WelcomeCycle
@@ -97,6 +99,7 @@ class CycleWorld:
         self.dynamodb = FlakyDynamoDB(aws.client("dynamodb"))
         self.stack = Stack(aws, x)  # for looking into the ledger and the DM log
         self.runs = 0
+        self.digests: list[str] = []
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.x.now(), UTC)
@@ -120,6 +123,24 @@ class CycleWorld:
             x_account.close()
             self.x.advance(advance_minutes * 60)
 
+    def run_digest(self, *, wrap_ledger=None, wrap_publish=None, **env: str):
+        """One daily digest; what it publishes lands in ``digests`` (the operator's inbox)."""
+        settings = Settings.from_env({**BASE_ENV, "WELCOME_MODE": "digest", **{k.upper(): str(v) for k, v in env.items()}})
+        ledger = Ledger(self.dynamodb, LOCAL_NAMES["LedgerTable"], sleep=lambda _: None)
+        self.runs += 1
+
+        def publish(subject: str, body: str) -> None:
+            self.digests.append(body)
+
+        digest = Digest(
+            ledger=wrap_ledger(ledger) if wrap_ledger else ledger,
+            settings=settings,
+            publish=wrap_publish(publish) if wrap_publish else publish,
+            now=self.now,
+            digest_id=f"digest-{self.runs}",
+        )
+        return digest.run()
+
     def states(self) -> dict[str, str]:
         return {k: v["state"] for k, v in self.stack.ledger_items().items() if k != "#meta"}
 
@@ -132,6 +153,7 @@ BASE_ENV = {
     "IDEMPOTENCY_TABLE_NAME": LOCAL_NAMES["IdempotencyTable"],
     "X_CREDENTIALS_SECRET_ID": LOCAL_NAMES["XCredentialsSecret"],
     "DRY_RUN": "false",
+    "DIGEST_TOPIC_ARN": LOCAL_NAMES["AlarmTopic"],
 }
 
 
@@ -140,3 +162,38 @@ def world(local_aws, x):
     local_aws.reset()
     local_aws.create_stack_resources(x.credentials)
     return CycleWorld(local_aws, x)
+
+
+class Inbox:
+    """What the topic delivered: an SQS queue subscribed to it, as an e-mail subscription would be."""
+
+    def __init__(self, stack):
+        self.sqs = stack.aws.client("sqs")
+        self.url = self.sqs.create_queue(QueueName="digest-inbox")["QueueUrl"]
+        arn = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        stack.aws.client("sns").subscribe(TopicArn=LOCAL_NAMES["AlarmTopic"], Protocol="sqs", Endpoint=arn)
+
+    def messages(self) -> list[dict]:
+        out = []
+        while True:
+            answer = self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10)
+            if not answer.get("Messages"):
+                return out
+            for message in answer["Messages"]:
+                envelope = json.loads(message["Body"])
+                out.append({"subject": envelope.get("Subject", ""), "body": envelope["Message"]})
+                self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
+
+
+@pytest.fixture
+def inbox(stack):
+    return Inbox(stack)
+
+
+def digest_event(stack) -> dict:
+    return {"source": "courtesy.digest", "scheduled_time": (stack.slot + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def listed_usernames(body: str) -> list[str]:
+    """The followers a digest lists, in its order (from each entry's profile link)."""
+    return re.findall(r"^\d+\. .*https://x\.com/(\w+)$", body, flags=re.M)

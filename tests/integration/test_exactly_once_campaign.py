@@ -12,6 +12,12 @@ against the sandbox's own DM log and the ledger:
 At the end of each case the faults stop, runs continue, and every post-baseline
 follower who still follows and accepts DMs must have exactly one welcome.
 
+The same machine runs in each welcome mode. In reply mode, followers and strangers
+also write to the account ("hi" or "STOP"): only followers who wrote get a welcome,
+one each, never after opting out, and each opt-out at most one confirmation. In
+digest mode nobody gets a DM and daily digests (which can crash too) list each
+post-baseline follower; a second listing is only ever one marked as possibly repeated.
+
 `make test` runs a few hundred cases (a fixed set, so CI is repeatable);
 `make soak` runs thousands of random ones (COURTESY_CAMPAIGN=soak).
 """
@@ -19,15 +25,17 @@ follower who still follows and accepts DMs must have exactly one welcome.
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 from courtesy.errors import CourtesyError
 from courtesy.ledger import META_KEY, State
+from courtesy.x_account import parse_time
 from sandbox import USAGE_CAPPED_BODY, XSandbox
 from tests.faults import Crash, CrashAt
 from tests.integration.conftest import CycleWorld, Stack
@@ -40,11 +48,15 @@ PROFILES = {
     "soak": settings(max_examples=int(os.environ.get("COURTESY_CAMPAIGN_CASES", 3000)), stateful_step_count=25),
 }
 INITIAL_FOLLOWERS = 30
-X_CALLS = ["followers_page", "send_dm", "find_sent_dm", "account_id"]
+X_CALLS = ["followers_page", "send_dm", "find_sent_dm", "account_id", "dm_events_page"]
 LEDGER_CALLS = [
     "load_meta", "save_meta", "record_baseline", "known", "queue_new", "requeue_departed", "queued", "claim", "mark_welcomed",
     "mark_uncertain", "release", "mark_undeliverable", "confirm_uncertain", "release_uncertain", "mark_departed", "save_daily_count",
+    "move_queue", "ask_reply", "record_message_sender", "opt_out", "claim_confirmation", "settle_confirmation",
 ]  # fmt: skip
+DIGEST_CALLS = ["queued", "start_listing", "mark_listed", "release_listing", "publish"]
+CONFIRMATION = "Got it"  # how the built-in opt-out confirmation starts
+RELISTED = "may be in an earlier digest"
 X_FAULTS = [
     ("send_dm", 429, None),
     ("send_dm", 429, USAGE_CAPPED_BODY),
@@ -57,19 +69,21 @@ X_FAULTS = [
     ("dm_events", 502, None),
     ("drop", 0, None),
 ]
-# Once a follower reaches one of these states, it never changes again.
-FINAL = {State.BASELINE, State.WELCOMED, State.UNDELIVERABLE, State.FAILED, State.SKIPPED}
+# Once a follower reaches one of these states, it never changes again (but to opted out).
+FINAL = {State.BASELINE, State.WELCOMED, State.UNDELIVERABLE, State.FAILED, State.SKIPPED, State.OPTED_OUT, State.LISTED}
 
 aws: LocalAws | None = None  # one moto server for the whole campaign
 
 
 class ExactlyOnce(RuleBasedStateMachine):
+    mode = "dm"
+
     def __init__(self) -> None:
         super().__init__()
         assert aws is not None
         aws.reset()
         self.x = XSandbox().start()
-        self.x.add_followers(INITIAL_FOLLOWERS, prefix="early")
+        early = self.x.add_followers(INITIAL_FOLLOWERS, prefix="early")
         aws.create_stack_resources(self.x.credentials)
         self.world = CycleWorld(aws, self.x)
         self.stack = Stack(aws, self.x)
@@ -79,12 +93,18 @@ class ExactlyOnce(RuleBasedStateMachine):
         self.closed_dms: set[str] = set()
         self.former: list[str] = []  # unfollowed, may follow again
         self.ledger: dict[str, str] = {}  # follower id -> state, as last seen
+        self.usernames = {u["username"]: u["id"] for u in early}  # every username a follower has had -> their id
+        self.inbox_started = False  # reply mode: messages from now on must be read
+        self.wrote: dict[str, float] = {}  # reply mode: who wrote "hi" after that, and when first
+        self.unfollowed_after_writing: set[str] = set()
+        self.strangers: list[str] = []
 
     # --- the world changes ---------------------------------------------------------
 
     @rule(count=st.integers(1, 4))
     def follow(self, count: int) -> None:
-        self.x.add_followers(count, prefix="fan")
+        for user in self.x.add_followers(count, prefix="fan"):
+            self.usernames[user["username"]] = user["id"]
 
     @rule(data=st.data())
     def unfollow(self, data: st.DataObject) -> None:
@@ -93,6 +113,8 @@ class ExactlyOnce(RuleBasedStateMachine):
             who = data.draw(st.sampled_from(current[:20]), label="unfollows")
             self.x.remove_follower(who)
             self.former.append(who)
+            if who in self.wrote:
+                self.unfollowed_after_writing.add(who)
 
     @rule(data=st.data())
     def follow_again(self, data: st.DataObject) -> None:
@@ -109,6 +131,7 @@ class ExactlyOnce(RuleBasedStateMachine):
         if current:
             who = data.draw(st.sampled_from(current[:20]), label="renamed")
             self.x.rename(who, username=f"renamed{who}", name=f"Renamed {who}")
+            self.usernames[f"renamed{who}"] = who
 
     @rule(data=st.data())
     def close_dms(self, data: st.DataObject) -> None:
@@ -117,6 +140,37 @@ class ExactlyOnce(RuleBasedStateMachine):
             who = data.draw(st.sampled_from(current[:20]), label="closes DMs")
             self.x.set_receives_dm(who, False)
             self.closed_dms.add(who)
+
+    @precondition(lambda self: self.mode == "reply")
+    @rule(data=st.data(), stop=st.booleans(), stranger=st.booleans())
+    def write(self, data: st.DataObject, stop: bool, stranger: bool) -> None:
+        """Someone writes to the account: a follower, or a stranger; "hi", or an opt-out."""
+        if stranger:
+            if not self.strangers or data.draw(st.booleans(), label="new stranger"):
+                self.strangers.append(self.x.add_user(username=f"stranger{len(self.strangers)}")["id"])
+            who = data.draw(st.sampled_from(self.strangers), label="stranger")
+        else:
+            current = self.x.follower_ids()
+            if not current:
+                return
+            who = data.draw(st.sampled_from(current[:20]), label="writes")
+        self.x.receive_dm(who, "STOP" if stop else "hi, nice to meet you")
+        if self.inbox_started and not stop and not stranger:
+            self.wrote.setdefault(who, self.x.now())
+
+    @precondition(lambda self: self.mode == "digest")
+    @rule()
+    def digest(self) -> None:
+        self._digest()
+
+    @precondition(lambda self: self.mode == "digest")
+    @rule(data=st.data(), nth=st.integers(1, 2), after=st.booleans())
+    def digest_and_crash(self, data: st.DataObject, nth: int, after: bool) -> None:
+        method = data.draw(st.sampled_from(DIGEST_CALLS), label="digest crashes at")
+        if method == "publish":
+            self._digest(wrap_publish=lambda publish: CrashAt(_Publisher(publish), "publish", nth=nth, after=after).publish)
+        else:
+            self._digest(wrap_ledger=lambda ledger: CrashAt(ledger, method, nth=nth, after=after))
 
     # --- runs, and what goes wrong in them ----------------------------------------------
 
@@ -155,28 +209,81 @@ class ExactlyOnce(RuleBasedStateMachine):
             self.pre_baseline |= set(self.x.follower_ids())
         summary = None
         try:
-            summary = self.world.run(**kwargs)
+            summary = self.world.run(welcome_mode=self.mode, **kwargs)
         except (Crash, CourtesyError, ClientError):
             pass  # the run died or failed; the promise must hold all the same
-        if not self.baseline_done:
+        if not self.baseline_done or not self.inbox_started:
             meta = aws.client("dynamodb").get_item(TableName=LOCAL_NAMES["LedgerTable"], Key={"follower_id": {"S": META_KEY}})
             self.baseline_done = meta.get("Item", {}).get("baseline_done", {}).get("S") == "true"
+            self.inbox_started = bool(meta.get("Item", {}).get("dm_cursor", {}).get("S"))
         return summary
+
+    def _digest(self, **kwargs):
+        try:
+            return self.world.run_digest(**kwargs)
+        except (Crash, CourtesyError, ClientError):
+            return None
+        finally:
+            self.x.advance(60)
 
     # --- what must always hold -------------------------------------------------------
 
     @invariant()
     def the_promise_holds(self) -> None:
-        counts = self.world.dms_per_follower()
-        assert all(n == 1 for n in counts.values()), f"two DMs: {[k for k, n in counts.items() if n > 1]}"
+        counts = self._welcomes()
+        assert all(n == 1 for n in counts.values()), f"two welcomes: {[k for k, n in counts.items() if n > 1]}"
         wrong = (set(counts) & self.pre_baseline) - self.came_back_later
         assert not wrong, f"welcomed though they followed before the baseline: {wrong}"
         now = self.world.states()
         for follower_id, before in self.ledger.items():
             assert follower_id in now, f"the ledger forgot {follower_id}"
-            if before in FINAL:
-                assert now[follower_id] == before, f"{follower_id} went from {before} to {now[follower_id]}"
+            if before in FINAL:  # anyone may still opt out, whatever happened before
+                assert now[follower_id] in (before, State.OPTED_OUT), f"{follower_id} went from {before} to {now[follower_id]}"
         self.ledger = now
+        if self.mode == "reply":
+            self._reply_promise_holds()
+        elif self.mode == "digest":
+            assert self.x.dm_log == [], "digest mode sent a DM"
+            unmarked: dict[str, int] = {}
+            for follower_id, again in self._listings():
+                unmarked[follower_id] = unmarked.get(follower_id, 0) + int(not again)
+                assert follower_id not in self.pre_baseline or follower_id in self.came_back_later, f"{follower_id} listed, pre-baseline"
+            assert all(n <= 1 for n in unmarked.values()), f"listed twice unmarked: {unmarked}"
+
+    def _reply_promise_holds(self) -> None:
+        items = self.stack.ledger_items()
+        confirmations: dict[str, int] = {}
+        for dm in self.x.dm_log:
+            who = dm["recipient_id"]
+            if dm["text"].startswith(CONFIRMATION):
+                confirmations[who] = confirmations.get(who, 0) + 1
+                continue
+            asked = {e["sender_id"] for e in self.x.inbound_dms if e["created_at"] <= dm["created_at"]}
+            assert who in asked, f"{who} got a welcome without writing first"
+            item = items.get(who, {})
+            if item.get("state") == State.OPTED_OUT:
+                opted = parse_time(item["opted_out_at"])
+                assert opted is None or parse_time(dm["created_at"]) <= opted, f"{who} welcomed after opting out"
+        assert all(n == 1 for n in confirmations.values()), f"two confirmations: {confirmations}"
+        assert not set(self._welcomes()) & set(self.strangers), "a non-follower was answered"
+
+    def _welcomes(self) -> dict[str, int]:
+        """Welcome DMs per person, from the sandbox's own DM log (opt-out confirmations aside)."""
+        counts: dict[str, int] = {}
+        for dm in self.x.dm_log:
+            if not dm["text"].startswith(CONFIRMATION):
+                counts[dm["recipient_id"]] = counts.get(dm["recipient_id"], 0) + 1
+        return counts
+
+    def _listings(self) -> list[tuple[str, bool]]:
+        """(follower id, marked as possibly repeated) for every entry of every digest published."""
+        out = []
+        for body in self.world.digests:
+            entries = re.split(r"^\d+\. ", body, flags=re.M)[1:]
+            for entry in entries:
+                username = re.search(r"https://x\.com/(\w+)", entry).group(1)  # type: ignore[union-attr]
+                out.append((self.usernames.get(username, username), RELISTED in entry))
+        return out
 
     def teardown(self) -> None:
         try:
@@ -191,14 +298,46 @@ class ExactlyOnce(RuleBasedStateMachine):
         for _ in range(20):
             summary = self._run(max_welcomes_per_run="50")
             settled = summary is not None and summary.scan_complete and summary.pending == summary.uncertain == 0
+            if self.mode == "reply":  # and the inbox read to its end
+                settled = settled and summary is not None and not any(n.startswith("inbox") for n in summary.notes)
+            if self.mode == "digest":  # the digest queue empties only when a digest runs
+                settled = summary is not None and summary.scan_complete and summary.uncertain == 0
             quiet = quiet + 1 if self.baseline_done and settled else 0
             if quiet >= 2:
                 break
+        if self.mode == "digest":
+            self._digest()
         eligible = set(self.x.follower_ids()) - self.pre_baseline - self.closed_dms
-        counts = self.world.dms_per_follower()
         states = self.world.states()
-        missing = {f: states.get(f) for f in eligible if counts.get(f, 0) != 1}
-        assert not missing, f"not welcomed exactly once after the faults stopped: {missing}"
+        if self.mode == "dm":
+            counts = self._welcomes()
+            missing = {f: states.get(f) for f in eligible if counts.get(f, 0) != 1}
+            assert not missing, f"not welcomed exactly once after the faults stopped: {missing}"
+        elif self.mode == "reply":
+            counts = self._welcomes()
+            owed = (set(self.wrote) & eligible) - self.unfollowed_after_writing
+            owed = {f for f in owed if states.get(f) != State.OPTED_OUT}
+            missing = {f: states.get(f) for f in owed if counts.get(f, 0) != 1}
+            assert not missing, f"wrote first, not welcomed exactly once after the faults stopped: {missing}"
+        else:
+            listed = {follower_id for follower_id, _ in self._listings()}
+            missing = {f: states.get(f) for f in eligible if f not in listed}
+            assert not missing, f"never in a digest after the faults stopped: {missing}"
+
+
+class _Publisher:
+    """The digest's publish function as a method, so CrashAt can wrap it."""
+
+    def __init__(self, publish):
+        self.publish = publish
+
+
+class ReplyOnce(ExactlyOnce):
+    mode = "reply"
+
+
+class DigestOnce(ExactlyOnce):
+    mode = "digest"
 
 
 @pytest.fixture
@@ -209,9 +348,16 @@ def campaign_aws(local_aws):
     aws = None
 
 
-def test_every_follower_after_the_baseline_gets_exactly_one_welcome(campaign_aws):
+# Reply and digest mode share most of the machine with dm mode, so they get fewer cases in CI.
+MODES = {"dm": (ExactlyOnce, 1.0), "reply": (ReplyOnce, 0.5), "digest": (DigestOnce, 0.3)}
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_every_follower_after_the_baseline_gets_exactly_one_welcome(campaign_aws, mode):
+    machine, share = MODES[mode]
     profile = PROFILES[os.environ.get("COURTESY_CAMPAIGN", "ci")]
+    examples = max(10, int(profile.max_examples * share))
     run_state_machine_as_test(
-        ExactlyOnce,
-        settings=settings(profile, deadline=None, suppress_health_check=list(HealthCheck), print_blob=True),
+        machine,
+        settings=settings(profile, max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), print_blob=True),
     )

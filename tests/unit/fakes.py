@@ -105,10 +105,11 @@ class FakeLedger:
     def skip_pending(self, follower_id, *, reason, now) -> bool:
         return self._move(follower_id, State.PENDING, State.SKIPPED, reason=reason)
 
-    def queue_new(self, f, *, queued_at: str, boundary, now: str, notable: bool = False) -> bool:
+    def queue_new(self, f, *, queued_at: str, boundary, now: str, notable: bool = False, queue=State.PENDING) -> bool:
         if f.id in self.items:
             return False
         self.items[f.id] = {
+            **({} if queue == State.PENDING else {"queue": queue}),
             "notable": notable,
             "state": State.PENDING,
             "username": f.username,
@@ -169,7 +170,7 @@ class FakeLedger:
     def mark_departed(self, follower_id, *, now) -> bool:
         return self._move(follower_id, State.PENDING, State.DEPARTED)
 
-    def requeue_departed(self, follower, *, now, queued_at, boundary) -> bool:
+    def requeue_departed(self, follower, *, now, queued_at, boundary, queue=State.PENDING) -> bool:
         return self._move(
             follower.id,
             State.DEPARTED,
@@ -178,6 +179,7 @@ class FakeLedger:
             boundary=tuple(boundary),
             name=follower.name,
             username=follower.username,
+            **({} if queue == State.PENDING else {"queue": queue}),
         )
 
     def states(self) -> dict[str, str]:

@@ -24,12 +24,15 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
+from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
 
+from courtesy.digest import Digest
 from courtesy.errors import (
     AppNotPermitted,
     ConfigurationError,
     CredentialsMissing,
     CredentialsRejected,
+    DigestNotPublished,
     InvalidEvent,
     TokenRefreshInProgress,
     XUnavailable,
@@ -51,6 +54,8 @@ SECRET_MAX_AGE_SECONDS = 300
 SECRET_WRITE_CONFIG = Config(connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 3})
 # An idempotency record outlives any retry of its slot (the scheduler gives up after 10 minutes).
 IDEMPOTENCY_TTL_SECONDS = 24 * 60 * 60
+# The digest schedule's events carry this source (template.yaml, DigestSchedule).
+DIGEST_SOURCE = "courtesy.digest"
 
 
 def schedule_slot(event: Any) -> str:
@@ -68,6 +73,10 @@ def schedule_slot(event: Any) -> str:
     if parsed.tzinfo is None:
         raise InvalidEvent(f"The event's schedule time {slot[:40]!r} has no time zone")
     return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def is_digest_event(event: dict[str, Any]) -> bool:
+    return event.get("source") == DIGEST_SOURCE
 
 
 def utc_now() -> datetime:
@@ -96,6 +105,9 @@ def runtime() -> Runtime:
     store = DynamoDBPersistenceLayer(table_name=settings.idempotency_table, boto3_client=dynamodb)
 
     def _run(slot: dict[str, str], context: LambdaContext) -> dict[str, Any]:
+        # The kind is part of the idempotency key: a digest and a run may share a time.
+        if slot.get("kind") == "digest":
+            return _run_digest(settings, dynamodb, slot["slot"])
         return _run_cycle(settings, dynamodb, slot["slot"], context)
 
     run_once = idempotent_function(data_keyword_argument="slot", persistence_store=store, config=idempotency)(_run)
@@ -163,6 +175,33 @@ def _run_cycle(settings: Settings, dynamodb: Any, slot: str, context: LambdaCont
     return summary
 
 
+def _run_digest(settings: Settings, dynamodb: Any, slot: str) -> dict[str, Any]:
+    if settings.welcome_mode != "digest":
+        # The digest schedule is only enabled in digest mode; a stray or replayed event does nothing.
+        logger.info("Digest event ignored: not in digest mode", extra={"mode": settings.welcome_mode})
+        return {"slot": slot, "skipped_run": True, "reason": f"WELCOME_MODE is {settings.welcome_mode}, not digest"}
+    sns = boto3.client("sns", config=SECRET_WRITE_CONFIG)  # honours AWS_ENDPOINT_URL
+
+    def publish(subject: str, message: str) -> None:
+        try:
+            sns.publish(TopicArn=settings.digest_topic_arn, Subject=subject, Message=message)
+        except (ClientError, EndpointConnectionError, ConnectTimeoutError) as exc:
+            # Refused or never connected: not published. (A read timeout is not caught: the
+            # digest may be out, so its followers stay claimed and the next digest says so.)
+            raise DigestNotPublished(f"SNS did not take the digest ({type(exc).__name__})") from None
+
+    digest = Digest(
+        ledger=Ledger(dynamodb, settings.ledger_table), settings=settings, publish=publish, now=clock, digest_id=f"digest/{slot}"
+    )
+    summary = digest.run().as_dict()
+    summary["slot"] = slot
+    metrics.add_metric(name="DigestFollowersListed", unit=MetricUnit.Count, value=summary["listed"])
+    logger.info("Digest summary", extra={"summary": summary})
+    if summary["not_published"]:
+        raise DigestNotPublished(summary["notes"][-1])  # fail the run: the errors alarm tells a person
+    return summary
+
+
 def _publish_metrics(summary: dict[str, Any]) -> None:
     metrics.add_metric(name="FollowersRead", unit=MetricUnit.Count, value=summary["followers_read"])
     metrics.add_metric(name="NewFollowers", unit=MetricUnit.Count, value=summary["new_followers"])
@@ -176,6 +215,11 @@ def _publish_metrics(summary: dict[str, Any]) -> None:
     metrics.add_metric(name="ReconciledSends", unit=MetricUnit.Count, value=summary["reconciled_welcomed"] + summary["reconciled_released"])
     metrics.add_metric(name="FollowersDeparted", unit=MetricUnit.Count, value=summary["departed"])
     metrics.add_metric(name="RateLimitedRuns", unit=MetricUnit.Count, value=int(summary["rate_limited"]))
+    if summary["mode"] == "reply":
+        metrics.add_metric(name="DmEventsRead", unit=MetricUnit.Count, value=summary["dm_events_read"])
+        metrics.add_metric(name="RepliesDue", unit=MetricUnit.Count, value=summary["replies_due"])
+    metrics.add_metric(name="OptOuts", unit=MetricUnit.Count, value=summary["opted_out"])
+    metrics.add_metric(name="OptOutConfirmations", unit=MetricUnit.Count, value=summary["confirmations_sent"])
     for reason, count in summary["skipped_by_reason"].items():
         _single_metric("FollowersSkipped", count, reason)
 
@@ -192,7 +236,8 @@ def _single_metric(name: str, value: int, reason: str) -> None:
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     slot = schedule_slot(event)
-    logger.set_correlation_id(slot)
+    kind = "digest" if is_digest_event(event) else "run"
+    logger.set_correlation_id(slot if kind == "run" else f"digest/{slot}")
     try:
         rt = runtime()
     except ConfigurationError as exc:
@@ -202,7 +247,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     rt.idempotency.register_lambda_context(context)
     started = time.monotonic()
     try:
-        summary = rt.run_once(slot={"slot": slot}, context=context)
+        summary = rt.run_once(slot={"slot": slot, "kind": kind}, context=context)
     except IdempotencyAlreadyInProgressError:
         # Another delivery of this same slot is running right now: this one does nothing.
         logger.info("Duplicate delivery of a slot still running; nothing to do", extra={"slot": slot})

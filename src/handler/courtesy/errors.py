@@ -34,6 +34,10 @@ class AppNotPermitted(CourtesyError):
     """X answered 403 for the app itself (e.g. no Direct Message permission)."""
 
 
+class DigestNotPublished(CourtesyError):
+    """SNS refused the digest (or could not be reached): its followers wait for the next one."""
+
+
 class LedgerUnavailable(CourtesyError):
     """DynamoDB kept refusing: the run stops; everything written so far stands."""
 

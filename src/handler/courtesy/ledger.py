@@ -10,6 +10,7 @@ backwards (welcomed never becomes pending).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -37,10 +38,31 @@ class State:
     UNCERTAIN = "uncertain"  # the DM may exist: never resent blindly
     DEPARTED = "departed"  # unfollowed before being welcomed: not messaged unless they follow again
     SKIPPED = "skipped"  # filtered out (attribute "reason"): never welcomed, even if they pass later
+    OPTED_OUT = "opted_out"  # wrote "stop" (or the like): never messaged again, in any mode
+    LISTING = "listing"  # in a digest being published (digest mode)
+    LISTED = "listed"  # shown to a person in a digest, to welcome by hand: never messaged by Courtesy
 
 
 # Uncertain sends too old to check (X keeps DM events 30 days) wait here forever, reported, never resent.
 EXPIRED_UNCERTAIN_QUEUE = "uncertain-expired"
+# Reply mode: followers who wrote to the account and are owed their one welcome.
+REPLY_DUE_QUEUE = "reply-due"
+# Digest mode: followers waiting for the next digest, and those in a digest being published.
+DIGEST_QUEUE = "digest"
+DIGEST_LISTING_QUEUE = "digest-listing"
+# Opt-outs whose one confirmation is still to be sent.
+OPT_OUT_CONFIRM_QUEUE = "opt-out-confirm"
+
+
+class Confirmation:
+    """Where an opt-out's one confirmation message stands."""
+
+    DUE = "due"
+    SENDING = "sending"  # a send started; if the run died it is never resent (none is better than two)
+    SENT = "sent"
+    DRY_RUN = "dry-run"  # opted out during a dry run: recorded, nothing sent
+    UNDELIVERABLE = "undeliverable"
+    FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -55,6 +77,9 @@ class Entry:
     # past them without meeting this follower means they left.
     boundary: tuple[str, ...] = ()
     notable: bool = False
+    asked_at: str = ""  # when they wrote to the account (reply mode)
+    via: str = ""  # "message": not a follower; they wrote (reply mode, non-followers answered)
+    run_id: str = ""  # the run (or digest) that claimed them
 
 
 @dataclass(frozen=True)
@@ -77,6 +102,11 @@ class Meta:
     daily_day: str = ""
     daily_count: int = 0
     dm_blocked_until: float = 0.0
+    # Reply mode: every DM event at or below this id has been handled ("" = inbox not read yet).
+    dm_cursor: str = ""
+    dm_page_size: int = 0
+    # Older stretches of the inbox still to read after a burst: [pagination token, floor id] pairs.
+    dm_gaps: list[list[str]] = field(default_factory=list)
 
 
 def queue_key(now: str, position: int) -> str:
@@ -127,6 +157,9 @@ class Ledger:
             daily_day=raw.get("daily_day", ""),
             daily_count=int(raw.get("daily_count", 0)),
             dm_blocked_until=float(raw.get("dm_blocked_until", 0)),
+            dm_cursor=raw.get("dm_cursor", ""),
+            dm_page_size=int(raw.get("dm_page_size", 0)),
+            dm_gaps=json.loads(raw.get("dm_gaps") or "[]"),
         )
 
     def save_meta(self, meta: Meta) -> None:
@@ -144,6 +177,9 @@ class Ledger:
                 "daily_day": _s(meta.daily_day),
                 "daily_count": _n(meta.daily_count),
                 "dm_blocked_until": _n(meta.dm_blocked_until),
+                "dm_cursor": _s(meta.dm_cursor),
+                "dm_page_size": _n(meta.dm_page_size),
+                "dm_gaps": _s(json.dumps(meta.dm_gaps)),
             },
         )
 
@@ -229,15 +265,19 @@ class Ledger:
                 added += 1
         return added
 
-    def queue_new(self, follower: Follower, *, queued_at: str, boundary: list[str], now: str, notable: bool = False) -> bool:
-        """Queue a follower seen for the first time. False if the ledger already knew them."""
+    def queue_new(
+        self, follower: Follower, *, queued_at: str, boundary: list[str], now: str, notable: bool = False, queue: str | None = State.PENDING
+    ) -> bool:
+        """Record a follower seen for the first time as pending, in ``queue`` (None: in no
+        queue, as reply mode keeps followers until they write). False if already known."""
         extra = {
             "state": _s(State.PENDING),
             "first_seen_at": _s(now),
-            "queue": _s(State.PENDING),
             "queued_at": _s(queued_at),
             "boundary": _s(",".join(boundary)),
         }
+        if queue:
+            extra["queue"] = _s(queue)
         if notable:
             extra["notable"] = _s("true")
         return self._put_if_absent(follower, extra)
@@ -264,7 +304,7 @@ class Ledger:
     # --- the queue ---------------------------------------------------------------
 
     def queued(self, state: str, limit: int | None = None) -> list[Entry]:
-        """Followers in one queue (pending, sending, uncertain), oldest first."""
+        """Followers in one queue (pending, sending, uncertain, reply-due, ...), oldest first."""
         entries: list[Entry] = []
         kwargs: dict[str, Any] = {
             "TableName": self._table,
@@ -290,6 +330,9 @@ class Ledger:
                         raw.get("claimed_at", ""),
                         tuple(i for i in raw.get("boundary", "").split(",") if i),
                         raw.get("notable") == "true",
+                        raw.get("asked_at", ""),
+                        raw.get("via", ""),
+                        raw.get("run_id", ""),
                     )
                 )
             if "LastEvaluatedKey" not in answer:
@@ -371,7 +414,9 @@ class Ledger:
     def mark_departed(self, follower_id: str, *, now: str) -> bool:
         return self._transition(follower_id, expected=State.PENDING, new=State.DEPARTED, fields={"departed_at": now})
 
-    def requeue_departed(self, follower: Follower, *, now: str, queued_at: str, boundary: list[str]) -> bool:
+    def requeue_departed(
+        self, follower: Follower, *, now: str, queued_at: str, boundary: list[str], queue: str | None = State.PENDING
+    ) -> bool:
         """departed -> pending: they followed again before ever being welcomed."""
         fields = {
             "username": follower.username,
@@ -380,7 +425,158 @@ class Ledger:
             "boundary": ",".join(boundary),
             "returned_at": now,
         }
-        return self._transition(follower.id, expected=State.DEPARTED, new=State.PENDING, fields=fields, queue=State.PENDING)
+        return self._transition(follower.id, expected=State.DEPARTED, new=State.PENDING, fields=fields, queue=queue)
+
+    # --- modes: moving between queues, replies, digests, opt-outs ----------------
+
+    def move_queue(self, follower_id: str, *, from_queue: str, to_queue: str | None) -> bool:
+        """A pending follower from one mode's queue to another's (None: out of every queue)."""
+        return self._transition(follower_id, expected=State.PENDING, new=State.PENDING, fields={}, queue=to_queue, in_queue=from_queue)
+
+    def ask_reply(self, follower_id: str, *, asked_at: str, queued_at: str) -> bool:
+        """A pending follower wrote to the account: owed their one welcome, in the reply queue.
+        False if they are not pending or already waiting for it."""
+        names = {"#state": "state", "#q": "queue"}
+        values = {
+            ":pending": _s(State.PENDING),
+            ":due": _s(REPLY_DUE_QUEUE),
+            ":asked": _s(asked_at),
+            ":queued": _s(queued_at),
+        }
+        return self._update(
+            follower_id,
+            "SET #q = :due, asked_at = :asked, queued_at = :queued",
+            "#state = :pending AND (attribute_not_exists(#q) OR #q <> :due)",
+            names,
+            values,
+        )
+
+    def record_message_sender(self, sender_id: str, *, username: str, name: str, asked_at: str, queued_at: str) -> bool:
+        """Someone unknown to the ledger, not a follower, wrote: owed one answer (reply mode,
+        when non-followers are answered). False if the ledger knows them already."""
+        extra = {
+            "state": _s(State.PENDING),
+            "via": _s("message"),
+            "first_seen_at": _s(asked_at),
+            "asked_at": _s(asked_at),
+            "queue": _s(REPLY_DUE_QUEUE),
+            "queued_at": _s(queued_at),
+        }
+        return self._put_if_absent(Follower(sender_id, username, name), extra)
+
+    def opt_out(self, person_id: str, *, known_state: str | None, word: str, now: str, confirm: bool) -> bool:
+        """Record that this person asked for no more messages. Permanent: every send starts
+        from "pending", which they never are again. ``confirm``: their one confirmation is due.
+        False if they had opted out already."""
+        fields = {
+            "opted_out_at": now,
+            "opt_out_word": word,
+            "confirmation": Confirmation.DUE if confirm else Confirmation.DRY_RUN,
+        }
+        queue = OPT_OUT_CONFIRM_QUEUE if confirm else None
+        if confirm:
+            fields["queued_at"] = now
+        for _ in range(3):  # the state may move under us (another opt-out run, a scan): read again
+            if known_state == State.OPTED_OUT:
+                return False
+            if known_state is None:
+                extra = {k: _s(v) for k, v in fields.items()}
+                extra.update(state=_s(State.OPTED_OUT), state_before_opt_out=_s(""), first_seen_at=_s(now))
+                if queue:
+                    extra["queue"] = _s(queue)
+                if self._put_if_absent(Follower(person_id, "", ""), extra):
+                    return True
+            elif self._transition(
+                person_id,
+                expected=known_state,
+                new=State.OPTED_OUT,
+                fields={**fields, "state_before_opt_out": known_state},
+                queue=queue,
+            ):
+                return True
+            known = self.known([person_id]).get(person_id)
+            known_state = known.state if known else None
+        raise LedgerUnavailable(f"Could not record the opt-out of {person_id}: its record kept changing")
+
+    def claim_confirmation(self, person_id: str, *, run_id: str, now: str) -> bool:
+        """due -> sending, out of the queue: a run that dies now never sends it again."""
+        return self._update(
+            person_id,
+            "SET confirmation = :sending, run_id = :run, confirm_claimed_at = :now REMOVE #q",
+            "#state = :opted AND confirmation = :due",
+            {"#state": "state", "#q": "queue"},
+            {
+                ":sending": _s(Confirmation.SENDING),
+                ":run": _s(run_id),
+                ":now": _s(now),
+                ":opted": _s(State.OPTED_OUT),
+                ":due": _s(Confirmation.DUE),
+            },
+        )
+
+    def settle_confirmation(self, person_id: str, *, run_id: str, outcome: str, now: str, detail: str = "") -> bool:
+        """sending -> sent / undeliverable / failed, or back to due (and the queue) when X
+        provably did not take it."""
+        values = {
+            ":outcome": _s(outcome),
+            ":now": _s(now),
+            ":detail": _s(detail[:500]),
+            ":sending": _s(Confirmation.SENDING),
+            ":run": _s(run_id),
+        }
+        update = "SET confirmation = :outcome, confirmation_at = :now, confirmation_detail = :detail"
+        if outcome == Confirmation.DUE:
+            update += ", #q = :queue, queued_at = :now"
+            values[":queue"] = _s(OPT_OUT_CONFIRM_QUEUE)
+        return self._update(
+            person_id,
+            update,
+            "confirmation = :sending AND run_id = :run",
+            {"#q": "queue"} if outcome == Confirmation.DUE else {},
+            values,
+        )
+
+    def start_listing(self, follower_id: str, *, digest_id: str, now: str, again: bool = False) -> bool:
+        """pending (digest queue) -> listing, or a listing left by an interrupted digest taken over."""
+        fields = {"run_id": digest_id, "listing_at": now}
+        if again:
+            return self._transition(
+                follower_id,
+                expected=State.LISTING,
+                new=State.LISTING,
+                fields={**fields, "maybe_listed_before": "true"},
+                queue=DIGEST_LISTING_QUEUE,
+            )
+        return self._transition(
+            follower_id, expected=State.PENDING, new=State.LISTING, fields=fields, queue=DIGEST_LISTING_QUEUE, in_queue=DIGEST_QUEUE
+        )
+
+    def mark_listed(self, follower_id: str, *, digest_id: str, now: str) -> bool:
+        fields = {"digest_id": digest_id, "listed_at": now}
+        return self._transition(follower_id, expected=State.LISTING, new=State.LISTED, fields=fields, run_id=digest_id)
+
+    def release_listing(self, follower_id: str, *, digest_id: str) -> bool:
+        """listing -> pending (digest queue): the digest was provably not published."""
+        return self._transition(follower_id, expected=State.LISTING, new=State.PENDING, fields={}, queue=DIGEST_QUEUE, run_id=digest_id)
+
+    def _update(self, key: str, update: str, condition: str, names: dict[str, str], values: dict[str, Any]) -> bool:
+        self.writes += 1
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": {"follower_id": _s(key)},
+            "UpdateExpression": update,
+            "ConditionExpression": condition,
+            "ExpressionAttributeValues": values,
+        }
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
+        try:
+            self._db.update_item(**kwargs)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     def _transition(
         self,
@@ -391,6 +587,7 @@ class Ledger:
         fields: dict[str, str],
         queue: str | None = None,
         run_id: str | None = None,
+        in_queue: str | None = None,
     ) -> bool:
         names = {"#state": "state", "#q": "queue"}
         values: dict[str, Any] = {":expected": _s(expected), ":new": _s(new)}
@@ -406,11 +603,14 @@ class Ledger:
         else:
             update = "SET " + ", ".join(sets) + " REMOVE #q"
         condition = "#state = :expected"
-        if run_id is not None and expected == State.SENDING:
+        if run_id is not None:
             # Only the run that claimed a follower may settle it.
             names["#run"] = "run_id"
             values[":run"] = _s(run_id)
             condition += " AND #run = :run"
+        if in_queue is not None:
+            values[":in_queue"] = _s(in_queue)
+            condition += " AND #q = :in_queue"
         self.writes += 1
         try:
             self._db.update_item(

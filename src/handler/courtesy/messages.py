@@ -32,6 +32,13 @@ DEFAULT_NOTABLE_TEMPLATES = (
     "{first_name}, thanks for following! We'd love to hear what brought you here; reply any time and one of us will answer.",
 )
 
+# Reply mode, for people who write to the account without following it (if enabled):
+# nothing about a follow, which did not happen.
+DEFAULT_NON_FOLLOWER_TEMPLATES = ("Hi {first_name}, thanks for getting in touch! A real person reads every message here.",)
+
+# The one answer to an opt-out ("stop"): short, and the last message they get.
+DEFAULT_OPT_OUT_REPLY = "Got it, {first_name}: you won't get any more automated messages from us."
+
 
 @dataclass(frozen=True)
 class Welcome:
@@ -99,6 +106,6 @@ class MessageTemplates:
     def for_follower(self, follower_id: str, *, name: str, username: str) -> Welcome:
         digest = hashlib.sha256(follower_id.encode()).digest()
         template = self.templates[int.from_bytes(digest[:8], "big") % len(self.templates)]
-        display = " ".join(name.split()) or username
+        display = " ".join(name.split()) or username or "there"  # "Hi there" when X gave no name
         text = template.format(name=display, first_name=display.split(" ")[0], username=username)
         return Welcome(template_id=_template_id(template), text=text[:DM_TEXT_LIMIT])

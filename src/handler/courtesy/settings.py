@@ -11,10 +11,18 @@ from dataclasses import dataclass
 
 from courtesy.errors import ConfigurationError
 from courtesy.filters import FollowerFilters
-from courtesy.messages import DEFAULT_NOTABLE_TEMPLATES, MessageTemplates
+from courtesy.messages import (
+    DEFAULT_NON_FOLLOWER_TEMPLATES,
+    DEFAULT_NOTABLE_TEMPLATES,
+    DEFAULT_OPT_OUT_REPLY,
+    MessageTemplates,
+)
 from courtesy.x_limits import DM_SEND_PER_15_MIN, DM_SEND_PER_24_H
 
 BASELINE_MODES = ("newest-page", "full")
+# dm: a welcome DM to each new follower. reply: a welcome only in answer to a follower's
+# first message (what X's guidelines allow). digest: no automated DM; a daily list for a person.
+WELCOME_MODES = ("dm", "reply", "digest")
 # Below X's 1,440 DMs per 24 h, so the people running the account can still send their own.
 DEFAULT_DAILY_WELCOME_LIMIT = 1000
 X_DEFAULT_BASE_URL = "https://api.twitter.com"
@@ -33,6 +41,11 @@ class Settings:
     x_api_base_url: str
     filters: FollowerFilters = FollowerFilters()
     notable_templates: MessageTemplates = MessageTemplates(DEFAULT_NOTABLE_TEMPLATES)
+    welcome_mode: str = "dm"
+    reply_to_non_followers: bool = False
+    non_follower_templates: MessageTemplates = MessageTemplates(DEFAULT_NON_FOLLOWER_TEMPLATES)
+    opt_out_reply: MessageTemplates = MessageTemplates((DEFAULT_OPT_OUT_REPLY,))
+    digest_topic_arn: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -83,6 +96,24 @@ class Settings:
             )
         except ConfigurationError as exc:
             problems.append(str(exc).replace("Welcome template", "Notable template"))
+        non_follower_templates = opt_out_reply = None
+        try:
+            non_follower_templates = MessageTemplates.from_setting(
+                env.get("NON_FOLLOWER_TEMPLATES", ""), name="NON_FOLLOWER_TEMPLATES", defaults=DEFAULT_NON_FOLLOWER_TEMPLATES
+            )
+        except ConfigurationError as exc:
+            problems.append(str(exc).replace("Welcome template", "Non-follower template"))
+        try:
+            # One text, not a list: a single confirmation, the same for everyone.
+            opt_out_reply = MessageTemplates((env.get("OPT_OUT_REPLY", "").strip() or DEFAULT_OPT_OUT_REPLY,))
+        except ConfigurationError as exc:
+            problems.append("OPT_OUT_REPLY: " + str(exc).replace("Welcome template", "the template"))
+        welcome_mode = env.get("WELCOME_MODE", "").strip().lower() or "dm"
+        if welcome_mode not in WELCOME_MODES:
+            problems.append(f"WELCOME_MODE must be one of {', '.join(WELCOME_MODES)}, got {welcome_mode!r}")
+        digest_topic_arn = env.get("DIGEST_TOPIC_ARN", "").strip()
+        if welcome_mode == "digest" and not digest_topic_arn.startswith("arn:"):
+            problems.append("WELCOME_MODE is digest but DIGEST_TOPIC_ARN is not an SNS topic ARN")
         blocked_ids, blocked_usernames = FollowerFilters.parse_blocklist(env.get("BLOCKLIST", ""))
         filters = FollowerFilters(
             skip_default_profile_image=flag("SKIP_DEFAULT_PROFILE_IMAGE", True),
@@ -109,6 +140,11 @@ class Settings:
             x_api_base_url=base_url,
             filters=filters,
             notable_templates=notable_templates,  # type: ignore[arg-type]
+            welcome_mode=welcome_mode,
+            reply_to_non_followers=flag("REPLY_TO_NON_FOLLOWERS", False),
+            non_follower_templates=non_follower_templates,  # type: ignore[arg-type]
+            opt_out_reply=opt_out_reply,  # type: ignore[arg-type]
+            digest_topic_arn=digest_topic_arn,
         )
         if problems:
             raise ConfigurationError("Invalid configuration: " + "; ".join(problems))

@@ -12,6 +12,11 @@ and ``ledger`` (courtesy.ledger.Ledger). Order of a run:
 5. Welcome the queue oldest first, once each is confirmed as still following,
    within the per-run cap, the daily limit, X's rate limits and the time left:
    claim, send, record.
+
+The welcome mode decides which queue step 5 welcomes. ``dm``: every new follower.
+``reply``: only followers who wrote to the account (its inbox is read after step 4,
+where opt-outs are recorded and confirmed too). ``digest``: none; new followers wait
+for the daily digest (courtesy.digest), and nothing is sent.
 """
 
 from __future__ import annotations
@@ -32,11 +37,25 @@ from courtesy.errors import (
     XUnavailable,
 )
 from courtesy.filters import BLOCKLISTED, DMS_CLOSED
-from courtesy.ledger import EXPIRED_UNCERTAIN_QUEUE, Entry, Known, Ledger, Meta, State, queue_key
+from courtesy.ledger import (
+    DIGEST_QUEUE,
+    EXPIRED_UNCERTAIN_QUEUE,
+    OPT_OUT_CONFIRM_QUEUE,
+    REPLY_DUE_QUEUE,
+    Confirmation,
+    Entry,
+    Known,
+    Ledger,
+    Meta,
+    State,
+    queue_key,
+)
+from courtesy.messages import MessageTemplates
 from courtesy.observability import logger
+from courtesy.opt_out import opt_out_word
 from courtesy.settings import Settings
-from courtesy.x_account import Follower, FollowersPage, XAccount, parse_time
-from courtesy.x_limits import DM_EVENTS_KEPT_DAYS, FOLLOWERS_PAGE_MAX
+from courtesy.x_account import DmEvent, Follower, FollowersPage, XAccount, parse_time
+from courtesy.x_limits import DM_EVENTS_KEPT_DAYS, DM_EVENTS_PAGE_MAX, FOLLOWERS_PAGE_MAX
 
 # The default baseline reads one page this size, whatever the account's size.
 BASELINE_PAGE_SIZE = 50
@@ -76,6 +95,19 @@ RECONCILE_PER_RUN = 3
 RECONCILE_AFTER = timedelta(minutes=10)
 # X keeps DM events 30 days; past this age a missing message proves nothing.
 RECONCILE_WITHIN = timedelta(days=DM_EVENTS_KEPT_DAYS - 1)
+# Reply mode: inbox pages read per run. With RECONCILE_PER_RUN, within X's 15 DM lookups
+# per 15 minutes, so a 15-minute schedule never meets the limit.
+INBOX_PAGES_PER_RUN = 8
+# The queue each mode welcomes from (digest: the daily digest lists it; nothing is sent).
+MODE_QUEUE = {"dm": State.PENDING, "reply": REPLY_DUE_QUEUE, "digest": DIGEST_QUEUE}
+# Followers queued under another mode and not handled yet, taken over after a switch:
+# (from queue, to queue); None = in no queue (reply mode: until they write).
+ADOPTED = {
+    "dm": ((REPLY_DUE_QUEUE, State.PENDING), (DIGEST_QUEUE, State.PENDING)),
+    "reply": ((State.PENDING, None), (DIGEST_QUEUE, None)),
+    "digest": ((State.PENDING, DIGEST_QUEUE), (REPLY_DUE_QUEUE, DIGEST_QUEUE)),
+}
+ADOPT_PER_RUN = 200
 
 
 @dataclass
@@ -95,6 +127,11 @@ class RunSummary:
     reconciled_welcomed: int = 0
     reconciled_released: int = 0
     departed: int = 0
+    mode: str = "dm"
+    dm_events_read: int = 0  # reply mode: inbox events read (each billed)
+    replies_due: int = 0  # reply mode: followers who wrote and are owed their welcome
+    opted_out: int = 0
+    confirmations_sent: int = 0
     rate_limited: bool = False
     scan_complete: bool = True
     would_welcome: list[dict[str, Any]] = field(default_factory=list)
@@ -124,7 +161,8 @@ class WelcomeCycle:
         self.settings = settings
         self.now = now
         self.time_left = time_left
-        self.summary = RunSummary(run_id=run_id, dry_run=settings.dry_run)
+        self.summary = RunSummary(run_id=run_id, dry_run=settings.dry_run, mode=settings.welcome_mode)
+        self.mode = settings.welcome_mode
         self.started = _iso(now())  # one time for the run's queue keys, so they sort by position
         # What this run has read of the followers list, newest first.
         self.present: dict[str, Follower] = {}  # followers seen in this run's pages, in list order
@@ -140,10 +178,14 @@ class WelcomeCycle:
         if not meta.baseline_done:
             self._take_baseline(meta)
         else:
+            self._adopt_queues()
             self._scan(meta)
             self._reconcile_uncertain(meta)
-            self._welcome_backlog(meta)
-        self.summary.pending = self.ledger.count_queued(State.PENDING)
+            if self.mode == "reply":
+                self._read_inbox(meta)
+            if self.mode != "digest":
+                self._welcome_backlog(meta)
+        self.summary.pending = self.ledger.count_queued(MODE_QUEUE[self.mode])
         self.summary.uncertain_expired = self.ledger.count_queued(EXPIRED_UNCERTAIN_QUEUE)
         self.summary.uncertain = self.ledger.count_queued(State.UNCERTAIN) + self.summary.uncertain_expired
         self.ledger.save_meta(meta)
@@ -157,6 +199,19 @@ class WelcomeCycle:
         for entry in self.ledger.queued(State.SENDING):
             self.ledger.mark_uncertain(entry.follower_id, detail="the run that claimed it stopped mid-send", now=_iso(self.now()))
             logger.warning("Send outcome unknown after an interrupted run", extra={"follower_id": entry.follower_id})
+
+    def _adopt_queues(self) -> None:
+        """After a mode switch, followers the old mode queued and did not handle are taken over
+        by this one. Nobody handled (welcomed, listed, opted out) is in any of these queues."""
+        for source, target in ADOPTED[self.mode]:
+            for entry in self.ledger.queued(source, limit=ADOPT_PER_RUN):
+                to = target
+                if entry.via == "message":  # a non-follower who wrote: only reply mode answers them
+                    to = REPLY_DUE_QUEUE if self.mode == "reply" else None
+                elif self.mode == "reply" and entry.asked_at:
+                    to = REPLY_DUE_QUEUE  # wrote, and is owed the reply still
+                if to != source:
+                    self.ledger.move_queue(entry.follower_id, from_queue=source, to_queue=to)
 
     # --- 2. baseline -----------------------------------------------------------
 
@@ -272,15 +327,23 @@ class WelcomeCycle:
         for follower, key, returning in reversed(found):  # the deepest (oldest follow) first
             if returning:
                 # Left before their welcome and came back: welcome them after all.
-                added = self.ledger.requeue_departed(follower, now=self.started, queued_at=key, boundary=boundary)
+                added = self.ledger.requeue_departed(
+                    follower, now=self.started, queued_at=key, boundary=boundary, queue=self._queue_for_new()
+                )
             elif reason := filters.reason_to_skip(follower, self.now()):
                 if added := self.ledger.record_skipped(follower, reason=reason, now=self.started):
                     self._count_skip(reason)
                     logger.info("Follower skipped", extra={"follower_id": follower.id, "reason": reason})
             else:
                 notable = filters.is_notable(follower)
-                added = self.ledger.queue_new(follower, queued_at=key, boundary=boundary, now=self.started, notable=notable)
+                added = self.ledger.queue_new(
+                    follower, queued_at=key, boundary=boundary, now=self.started, notable=notable, queue=self._queue_for_new()
+                )
             self.summary.new_followers += int(added)
+
+    def _queue_for_new(self) -> str | None:
+        """Where a new follower waits: reply mode keeps them in no queue until they write."""
+        return None if self.mode == "reply" else MODE_QUEUE[self.mode]
 
     def _count_skip(self, reason: str) -> None:
         self.summary.skipped += 1
@@ -348,6 +411,165 @@ class WelcomeCycle:
                 self.summary.reconciled_released += 1
             logger.info("Uncertain send settled", extra={"follower_id": entry.follower_id, "found": bool(dm_event_id)})
 
+    # --- 4b. reply mode: the inbox ---------------------------------------------------
+
+    def _read_inbox(self, meta: Meta) -> None:
+        """Read the account's DM events newer than the cursor (newest first; each event is
+        billed), then older stretches a burst left unread. Followers who wrote become owed
+        their welcome; opt-outs are recorded. Handling an event twice changes nothing, so
+        the cursor is saved with the rest of the run's meta."""
+        if not self.summary.scan_complete:
+            # A follower who followed and wrote since the last scan is not recorded yet:
+            # reading their message now would leave it unanswered. The next run reads it.
+            self.summary.notes.append("inbox not read: the follower scan did not finish")
+            return
+        if spent := self.x.dm_lookups_spent():
+            self.summary.notes.append(f"inbox not read: {spent}")
+            return
+        budget = INBOX_PAGES_PER_RUN
+        try:
+            if not meta.dm_cursor:
+                # The first reply-mode run: messages already there were not written to
+                # Courtesy (a person may have answered them). Note where the inbox stands.
+                page = self.x.dm_events_page(max_results=1)
+                self.summary.dm_events_read += len(page.events)
+                meta.dm_cursor = page.events[0].id if page.events else "0"
+                meta.dm_page_size = 1
+                self.summary.notes.append("reply mode started: messages from now on are answered")
+                return
+            cursor = meta.dm_cursor
+            newest, token, pages, found = self._read_inbox_down(meta, floor=cursor, token=None, budget=budget, size=meta.dm_page_size)
+            budget -= pages
+            # Sized for a run like this one: a quiet inbox reads one event (the cursor's).
+            meta.dm_page_size = min(DM_EVENTS_PAGE_MAX, found // 2 + 1)
+            if newest:
+                if token:  # the pages ran out before the cursor: read that stretch later
+                    meta.dm_gaps.insert(0, [token, cursor])
+                meta.dm_cursor = newest
+            while meta.dm_gaps and budget > 0:
+                gap_token, floor = meta.dm_gaps[0]
+                try:
+                    _, token, pages, _ = self._read_inbox_down(meta, floor=floor, token=gap_token, budget=budget, size=DM_EVENTS_PAGE_MAX)
+                except UnexpectedAnswer as exc:  # e.g. X no longer takes the saved page token
+                    meta.dm_gaps.pop(0)
+                    self.summary.notes.append(f"an older stretch of the inbox was given up: {exc}")
+                    continue
+                budget -= pages
+                if token:
+                    meta.dm_gaps[0] = [token, floor]
+                else:
+                    meta.dm_gaps.pop(0)
+            if meta.dm_gaps:
+                self.summary.notes.append("inbox: older messages are read next run")
+        except (XUnavailable, UnexpectedAnswer, RateLimited) as exc:
+            self.summary.notes.append(f"inbox reading stopped: {exc}")
+            logger.warning("Inbox reading stopped early", extra={"reason": str(exc)})
+
+    def _read_inbox_down(self, meta: Meta, *, floor: str, token: str | None, budget: int, size: int) -> tuple[str, str | None, int, int]:
+        """Read pages from ``token`` (None: the newest) down to the event ``floor``, handling
+        every event above it. Returns (newest id read, token to go on from if the budget ran
+        out first else None, pages read, events above the floor)."""
+        newest, pages, found = "", 0, 0
+        size = max(1, size)
+        while pages < budget:
+            page = self.x.dm_events_page(max_results=size, token=token, with_senders=self.settings.reply_to_non_followers)
+            pages += 1
+            self.summary.dm_events_read += len(page.events)
+            above = [e for e in page.events if int(e.id) > int(floor)]
+            if above and not newest:
+                newest = above[0].id
+            found += len(above)
+            self._handle_messages(meta, above)
+            if len(above) < len(page.events) or page.next_token is None:
+                return newest, None, pages, found
+            token = page.next_token
+            if pages > 1:  # a burst: larger pages, fewer requests (not at once: one more may be all)
+                size = min(DM_EVENTS_PAGE_MAX, size * 2)
+        return newest, token, pages, found
+
+    def _handle_messages(self, meta: Meta, events: list[DmEvent]) -> None:
+        account = meta.account_id
+        inbound = [e for e in events if e.sender_id != account and self._one_to_one(e, account)]
+        known = self.ledger.known(e.sender_id for e in inbound)
+        for event in inbound:  # newest first; the order does not matter (see opt_out)
+            sender = event.sender_id
+            record = known.get(sender)
+            state = record.state if record else None
+            if word := opt_out_word(event.text):
+                if self.ledger.opt_out(sender, known_state=state, word=word, now=_iso(self.now()), confirm=not self.settings.dry_run):
+                    self.summary.opted_out += 1
+                    logger.info("Opted out: never messaged again", extra={"follower_id": sender, "word": word})
+                known[sender] = Known(State.OPTED_OUT)
+            elif state == State.PENDING:
+                asked = _iso(event.created_at)
+                if self.ledger.ask_reply(sender, asked_at=asked, queued_at=queue_key(asked, 0)):
+                    self.summary.replies_due += 1
+                    logger.info("Follower wrote first: owed a welcome", extra={"follower_id": sender})
+            elif state is None and self.settings.reply_to_non_followers:
+                asked = _iso(event.created_at)
+                if self.ledger.record_message_sender(
+                    sender, username=event.sender_username, name=event.sender_name, asked_at=asked, queued_at=queue_key(asked, 0)
+                ):
+                    self.summary.replies_due += 1
+                    known[sender] = Known(State.PENDING)
+            # Anyone else (followed before Courtesy started, welcomed, skipped, not a
+            # follower) is left alone: a person answers them, or nobody.
+
+    @staticmethod
+    def _one_to_one(event: DmEvent, account: str) -> bool:
+        """A message in the account's 1:1 conversation with its sender, not a group's."""
+        if not event.conversation_id:
+            return True
+        ids = sorted((event.sender_id, account), key=int)
+        return event.conversation_id == f"{ids[0]}-{ids[1]}"
+
+    def _confirm_opt_outs(self, meta: Meta, room: int) -> tuple[int, bool]:
+        """Send each new opt-out its one confirmation, before any welcome. Returns the sends
+        used, and whether sending may go on this run."""
+        used = 0
+        for entry in self.ledger.queued(OPT_OUT_CONFIRM_QUEUE, limit=room):
+            if self.settings.dry_run or self.time_left() < TIME_RESERVE_SECONDS:
+                break
+            if spent := self.x.dm_sends_spent():
+                return used, self._stop_for_rate_limit(meta, spent)
+            run_id = self.summary.run_id
+            if not self.ledger.claim_confirmation(entry.follower_id, run_id=run_id, now=_iso(self.now())):
+                continue
+            current = self.present.get(entry.follower_id)
+            name, username = (current.name, current.username) if current else (entry.name, entry.username)
+            text = self.settings.opt_out_reply.for_follower(entry.follower_id, name=name, username=username).text
+            outcome, detail = Confirmation.SENT, ""
+            try:
+                self.x.send_dm(entry.follower_id, text)
+            except (RateLimited, XUnavailable) as exc:
+                self.ledger.settle_confirmation(
+                    entry.follower_id, run_id=run_id, outcome=Confirmation.DUE, now=_iso(self.now()), detail=str(exc)
+                )
+                if isinstance(exc, RateLimited):
+                    return used, self._stop_for_rate_limit(meta, exc)
+                self.summary.notes.append(f"stopped sending: {exc}")
+                return used, False
+            except SendOutcomeUnknown as exc:
+                # Left "sending": maybe sent, and never sent again.
+                self.summary.notes.append(f"stopped sending: {exc}")
+                logger.warning("Opt-out confirmation outcome unknown; not resending", extra={"follower_id": entry.follower_id})
+                return used, False
+            except (CredentialsRejected, AppNotPermitted):
+                self.ledger.settle_confirmation(entry.follower_id, run_id=run_id, outcome=Confirmation.DUE, now=_iso(self.now()))
+                raise
+            except RecipientCannotBeMessaged as exc:
+                outcome, detail = Confirmation.UNDELIVERABLE, str(exc)
+            except MessageRejected as exc:
+                outcome, detail = Confirmation.FAILED, str(exc)
+            self.ledger.settle_confirmation(entry.follower_id, run_id=run_id, outcome=outcome, now=_iso(self.now()), detail=detail)
+            if outcome == Confirmation.SENT:
+                used += 1
+                meta.daily_count += 1
+                self.ledger.save_daily_count(meta.daily_day, meta.daily_count)
+                self.summary.confirmations_sent += 1
+                logger.info("Opt-out confirmed", extra={"follower_id": entry.follower_id})
+        return used, True
+
     # --- 5. welcoming --------------------------------------------------------
 
     def _welcome_backlog(self, meta: Meta) -> None:
@@ -363,7 +585,14 @@ class WelcomeCycle:
             self.summary.rate_limited = True
             self.summary.notes.append("X's DM rate limit is still spent; waiting for its reset")
             return
-        candidates = self._still_following(meta, self.ledger.queued(State.PENDING, limit=room))
+        used, go_on = self._confirm_opt_outs(meta, room)
+        room -= used
+        if room <= 0 or not go_on:
+            return
+        queued = self.ledger.queued(MODE_QUEUE[self.mode], limit=room)
+        # Non-followers who wrote (reply mode) are not in the followers list to look for.
+        confirmed = {e.follower_id for e in self._still_following(meta, [e for e in queued if e.via != "message"])}
+        candidates = [e for e in queued if e.via == "message" or e.follower_id in confirmed]
         for entry in candidates:
             if self.time_left() < TIME_RESERVE_SECONDS:
                 self.summary.notes.append("stopped sending: Lambda time nearly spent")
@@ -378,8 +607,7 @@ class WelcomeCycle:
                 if self.ledger.skip_pending(entry.follower_id, reason=reason, now=_iso(self.now())):
                     self._count_skip(reason)
                 continue
-            templates = self.settings.notable_templates if entry.notable else self.settings.templates
-            welcome = templates.for_follower(entry.follower_id, name=name, username=username)
+            welcome = self._templates_for(entry).for_follower(entry.follower_id, name=name, username=username)
             if self.settings.dry_run:
                 preview = {
                     "follower_id": entry.follower_id,
@@ -393,6 +621,11 @@ class WelcomeCycle:
                 continue
             if not self._welcome_one(meta, entry.follower_id, welcome.template_id, welcome.text):
                 return
+
+    def _templates_for(self, entry: Entry) -> MessageTemplates:
+        if entry.via == "message":
+            return self.settings.non_follower_templates
+        return self.settings.notable_templates if entry.notable else self.settings.templates
 
     def _welcome_one(self, meta: Meta, follower_id: str, template_id: str, text: str) -> bool:
         """Claim, send, record. Returns False when sending must stop for this run."""

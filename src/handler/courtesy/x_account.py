@@ -30,7 +30,7 @@ from courtesy.errors import (
     UnexpectedAnswer,
     XUnavailable,
 )
-from courtesy.x_limits import FOLLOWERS_PAGE_MAX
+from courtesy.x_limits import DM_EVENTS_PAGE_MAX, FOLLOWERS_PAGE_MAX
 
 CREDENTIAL_KEYS = ("consumer_key", "consumer_secret", "access_token", "access_token_secret")
 # OAuth 2.0 user context: client_secret too for a confidential client (none for a public one).
@@ -62,6 +62,25 @@ class Follower:
 @dataclass(frozen=True)
 class FollowersPage:
     followers: list[Follower]
+    next_token: str | None
+
+
+@dataclass(frozen=True)
+class DmEvent:
+    """One message in the account's DM events (sent or received)."""
+
+    id: str
+    sender_id: str
+    text: str
+    created_at: datetime
+    conversation_id: str
+    sender_username: str = ""  # only when asked for (with_senders)
+    sender_name: str = ""
+
+
+@dataclass(frozen=True)
+class DmEventsPage:
+    events: list[DmEvent]  # newest first
     next_token: str | None
 
 
@@ -282,6 +301,7 @@ class XAccount:
         self.dm_window = RateWindow()
         self.dm_day_window = RateWindow()
         self.followers_window = RateWindow()
+        self.dm_lookup_window = RateWindow()
 
     def close(self) -> None:
         """Let go of pooled connections at the end of a run."""
@@ -343,6 +363,7 @@ class XAccount:
                     user_auth=self._user_auth,
                 ),
             )
+            self._note_window(self.dm_lookup_window, response)
             body = self._json(response)
             events, meta = body.get("data", []), body.get("meta")
             if not isinstance(events, list) or not isinstance(meta, dict):
@@ -359,6 +380,59 @@ class XAccount:
             if not isinstance(token, str) or not token:
                 return None
         raise UnexpectedAnswer("The conversation is too long to check within the lookup budget")
+
+    def dm_events_page(self, *, max_results: int, token: str | None = None, with_senders: bool = False) -> DmEventsPage:
+        """One page of the account's DM events (messages sent and received), newest first.
+        Each event returned is billed; the caller keeps pages small. ``with_senders`` also
+        asks for each sender's name and username (to greet people who do not follow)."""
+        senders = {"expansions": ["sender_id"], "user_fields": ["username", "name"]} if with_senders else {}
+        response = self._call(
+            "the DM events lookup",
+            lambda: self._client.get_direct_message_events(
+                dm_event_fields=["id", "event_type", "text", "sender_id", "created_at", "dm_conversation_id"],
+                event_types="MessageCreate",
+                max_results=max(1, min(DM_EVENTS_PAGE_MAX, max_results)),
+                pagination_token=token,
+                user_auth=self._user_auth,
+                **senders,
+            ),
+        )
+        self._note_window(self.dm_lookup_window, response)
+        body = self._json(response)
+        data, meta = body.get("data", []), body.get("meta")
+        if not isinstance(data, list) or not isinstance(meta, dict):
+            raise UnexpectedAnswer("X's DM events answer has no data list or meta object")
+        includes = body.get("includes")
+        users = includes.get("users") if isinstance(includes, dict) else None
+        people = {u["id"]: u for u in users if isinstance(u, dict) and isinstance(u.get("id"), str)} if isinstance(users, list) else {}
+        events = []
+        for raw in data:
+            if not isinstance(raw, dict):
+                raise UnexpectedAnswer("X's DM events answer holds an event that is not an object")
+            event_id, sender, created = raw.get("id"), raw.get("sender_id"), parse_time(raw.get("created_at"))
+            if not (isinstance(event_id, str) and event_id.isdigit() and isinstance(sender, str) and created):
+                raise UnexpectedAnswer("X's DM events answer holds an event without a numeric id, sender_id or created_at")
+            text, conversation = raw.get("text"), raw.get("dm_conversation_id")
+            person = people.get(sender, {})
+            events.append(
+                DmEvent(
+                    event_id,
+                    sender,
+                    text if isinstance(text, str) else "",
+                    created,
+                    str(conversation or ""),
+                    str(person.get("username", "")),
+                    str(person.get("name", "")),
+                )
+            )
+        next_token = meta.get("next_token")
+        return DmEventsPage(events, next_token if isinstance(next_token, str) and next_token else None)
+
+    def dm_lookups_spent(self) -> RateLimited | None:
+        """A RateLimited if X's last headers say no DM lookup can be made now (no request made)."""
+        if self.dm_lookup_window.spent(self._clock()):
+            return RateLimited("X's DM lookup rate limit is spent", reset_at=self.dm_lookup_window.reset_at)
+        return None
 
     # --- the one write -------------------------------------------------------
 
