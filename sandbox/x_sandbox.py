@@ -383,6 +383,12 @@ class XSandbox:
         self._receives_dm[user_id] = receives_dm
         return user_id
 
+    def user(self, user_id: str) -> dict:
+        """A user as X shows them (id, name, username and profile fields)."""
+        with self._lock:
+            self._require_user(str(user_id))
+            return self._public_user(str(user_id))
+
     def _follow(self, user_id: str) -> None:
         self._seq += 1
         self._follow_seq[user_id] = self._seq

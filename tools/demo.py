@@ -2,7 +2,9 @@
 
 Starts the local X sandbox and a local DynamoDB (moto), then runs the real
 handler on events/schedule.json-shaped events, slot after slot:
-baseline -> new followers -> dry-run preview -> live run -> rerun.
+baseline -> new followers -> dry-run preview -> live run -> rerun, then the
+two modes X's rules allow: reply (answer a follower's first message, honour
+"stop") and digest (a daily list for a person, published to the SNS topic).
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from pathlib import Path
 
 from courtesy.observability import logger
 from sandbox import XSandbox
-from tools.local_aws import LocalAws
-from tools.local_run import LocalFunction, event_for_slot
+from tools.local_aws import LOCAL_NAMES, LocalAws
+from tools.local_run import LocalFunction, event_for_slot, load_event
 
 COLUMNS = (
     "baseline",
@@ -50,6 +52,16 @@ def _say(text: str) -> None:
 
 
 def main() -> None:
+    log_file = open(LOG_PATH, "w")  # noqa: SIM115 - kept open for the whole demo
+    previous = logger.registered_handler.setStream(log_file)  # the function's JSON logs go to a file, not the screen
+    try:
+        _demo(log_file)
+    finally:
+        logger.registered_handler.setStream(previous)
+        log_file.close()
+
+
+def _demo(log_file) -> None:  # type: ignore[no-untyped-def]
     with XSandbox() as x, LocalAws() as aws:
         x.add_followers(500, prefix="early")
         aws.create_stack_resources(x.credentials)
@@ -57,19 +69,17 @@ def main() -> None:
         slot = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
         rows: list[tuple[str, dict]] = []
 
-        log_file = open(LOG_PATH, "w")  # noqa: SIM115 - kept open for the whole demo
-        logger.registered_handler.setStream(log_file)  # the function's JSON logs go to a file, not the screen
-
-        def run(label: str, **env: str) -> dict:
+        def run(label: str, event: dict | None = None, **env: str) -> dict:
             nonlocal slot
             slot += timedelta(minutes=15)
             x.advance(15 * 60)
             emf = io.StringIO()
             lines_before = LOG_PATH.read_text().count("\n")
             with contextlib.redirect_stdout(emf):  # CloudWatch EMF metric records are printed to stdout
-                summary = function.invoke(event_for_slot(slot), **env)
+                summary = function.invoke(event or event_for_slot(slot), **env)
             log_file.flush()
-            rows.append((label, summary))
+            if event is None:
+                rows.append((label, summary))
             metrics = [json.loads(line) for line in emf.getvalue().splitlines() if line.startswith("{")]
             log_lines = LOG_PATH.read_text().count("\n") - lines_before
             print(f"  ran slot {summary['slot']}: {log_lines} structured log lines, {len(metrics)} metrics records")
@@ -108,6 +118,43 @@ def main() -> None:
         run("4 live again", DRY_RUN="false")
         run("5 live again", DRY_RUN="false")
 
+        _say(
+            "5. X's developer guidelines do not allow unsolicited welcome DMs (see README, Welcome modes). "
+            "WelcomeMode=reply sends none: a new follower is welcomed only once they write to the account, "
+            'and a message like "STOP" gets one confirmation and no message ever again.'
+        )
+        reply = {"DRY_RUN": "false", "WELCOME_MODE": "reply"}
+        run("6 reply starts", **reply)  # notes where the inbox stands: older messages are history
+        writer = x.add_follower(username="linus_t", name="Linus Torvalds")
+        quitter = x.add_follower(username="robin_q", name="Robin Quinn")
+        run("7 reply", **reply)
+        print(f"  two new followers, {len(x.dm_log) - 3} DMs sent to them")
+        x.receive_dm(writer["id"], "Hi! Found you through the conference talk.")
+        x.receive_dm(quitter["id"], "STOP")
+        run("8 reply", **reply)
+        run("9 reply", **reply)
+        for dm in x.dm_log[3:]:
+            print(f"  sandbox received DM to @{x.user(dm['recipient_id'])['username']}: {dm['text']}")
+
+        _say(
+            "6. WelcomeMode=digest sends no DM at all: once a day (its own schedule) the function publishes the new "
+            "followers to the stack's SNS topic, notable ones first, each with a profile link and a suggested note "
+            "for a person to send by hand. Here the topic delivers to a local queue:"
+        )
+        sqs = aws.client("sqs")
+        inbox = sqs.create_queue(QueueName="demo-digest")["QueueUrl"]
+        inbox_arn = sqs.get_queue_attributes(QueueUrl=inbox, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        aws.client("sns").subscribe(TopicArn=LOCAL_NAMES["AlarmTopic"], Protocol="sqs", Endpoint=inbox_arn)
+        digest = {"DRY_RUN": "false", "WELCOME_MODE": "digest"}
+        x.add_follower(username="margaret_h", name="Margaret Hamilton", verified=True)
+        x.add_follower(username="dennis_r", name="Dennis Ritchie")
+        run("10 digest", **digest)
+        digest_event = {**load_event("digest.json"), "scheduled_time": (slot + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        run("digest", digest_event, **digest)
+        for message in sqs.receive_message(QueueUrl=inbox, MaxNumberOfMessages=10).get("Messages", []):
+            envelope = json.loads(message["Body"])
+            print(f"\n  Subject: {envelope['Subject']}\n" + textwrap.indent(envelope["Message"], "  | "))
+
         print("\nRun summaries:\n")
         print(_table(rows))
         per_recipient: dict[str, int] = {}
@@ -116,7 +163,8 @@ def main() -> None:
         print(f"\nThe function's structured logs: {LOG_PATH}")
         print(
             f"The sandbox's own DM log: {len(x.dm_log)} DMs to {len(per_recipient)} people, at most "
-            f"{max(per_recipient.values(), default=0)} each; {x.users_returned} follower records read from X in all."
+            f"{max(per_recipient.values(), default=0)} each; {x.users_returned} follower records and "
+            f"{x.dm_events_returned} DM events read from X in all."
         )
 
 

@@ -61,7 +61,19 @@ def test_every_metric_the_template_watches_is_emitted_by_the_function(stack, cap
     stack.x.fail_next("followers", 401)
     with pytest.raises(CredentialsRejected):
         stack.run()
+    # Reply mode (a follower writes, another opts out) and digest mode emit their own.
+    stack.run(WELCOME_MODE="reply")
+    fan, quitter = stack.x.add_followers(2, prefix="reply")
+    stack.run(WELCOME_MODE="reply")
+    stack.x.receive_dm(fan["id"], "hi")
+    stack.x.receive_dm(quitter["id"], "stop")
+    stack.run(WELCOME_MODE="reply")
+    stack.x.add_followers(1, prefix="digest")
+    stack.run(WELCOME_MODE="digest")
+    stack.run({"source": "courtesy.digest", "scheduled_time": "2026-11-27T08:00:00Z"}, WELCOME_MODE="digest")
     watched = courtesy_metrics_in_template()
-    assert {"PersonNeeded", "UncertainSends", "FollowersSkipped", "WelcomesSent"} <= {name for name, _ in watched}
+    assert {"PersonNeeded", "UncertainSends", "FollowersSkipped", "WelcomesSent", "DmEventsRead", "OptOuts"} <= {
+        name for name, _ in watched
+    }
     missing = watched - emitted(capfd.readouterr().out)
     assert not missing, f"the template watches metrics the function never emits: {missing}"
