@@ -135,7 +135,7 @@ class Digest:
             if line.again:
                 out.append("   (may be in an earlier digest that was interrupted)")
             out.append(f"   Suggested note: {line.note}")
-        out += ["", f"Digest {self.summary.digest_id}. Followers who opted out are never listed."]
+        out += ["", f"Sent by Courtesy ({self.summary.digest_id}). People who opted out are never listed."]
         return subject, "\n".join(out)
 
 
