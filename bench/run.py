@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import time
 
-from bench import cold_start
+from bench import cold_start, inbox
 from bench.report import DETAIL_HEADERS, HEADLINE_HEADERS, detail_row, headline_row, table
 from bench.simulate import INTERVAL, simulate
 from bench.strategies import FULL_SCAN_REAL_MAX, STRATEGIES, quiet_courtesy_logs
 from bench.traffic import QUIET, STEADY, VIRAL
-from courtesy.x_limits import DM_SEND_PER_15_MIN, PRICE_PER_DM_SENT, PRICE_PER_FOLLOWER_READ, PRICE_PER_OWNED_FOLLOWER_READ
+from courtesy.x_limits import (
+    DM_SEND_PER_15_MIN,
+    PRICE_PER_DM_EVENT_READ,
+    PRICE_PER_DM_SENT,
+    PRICE_PER_FOLLOWER_READ,
+    PRICE_PER_OWNED_FOLLOWER_READ,
+)
 from tools.local_aws import LocalAws
 
 DAYS = 1
@@ -55,6 +61,16 @@ def main() -> None:
         "\nCPU: time.thread_time() around the handler in the calling thread (the sandbox and moto serve from other"
         " threads); every run rebuilds the function's clients, as a cold container would."
     )
+
+    print("\nReply mode: one simulated day of the inbox on a 5,000-follower account (a run every 15 minutes). Of the")
+    print("messages, 40% come from new followers (owed one welcome), the rest from them again, earlier followers and")
+    print("strangers (left alone); 5% are STOP. Inbox events = messages received + sent. Reference (ref:) = a bot")
+    print("reading the newest 100 events every run, computed from the same inbox. Waiting = owed, not answered by")
+    print("the day's end (X's 15 DMs per 15 minutes and DailyWelcomeLimit hold them back; the next runs answer them).")
+    with LocalAws() as aws:
+        rows = [inbox.simulate_inbox(box, aws) for box in inbox.INBOXES]
+    print(table(inbox.HEADERS, rows))
+    print(f"Prices: ${PRICE_PER_DM_EVENT_READ} per DM event read, billed once per UTC day (courtesy/x_limits.py).")
 
     print("\nCold start: import time in a fresh interpreter, median of 7 alternating runs, the function's environment.")
     print("Floor A: the dependencies' imports (tweepy, boto3, Powertools Logger, Metrics, Tracer, parameters, idempotency);")
