@@ -19,10 +19,10 @@ from courtesy.ledger import EXPIRED_UNCERTAIN_QUEUE, META_KEY, State
 from courtesy_cli import ui
 from courtesy_cli.resources import CliError
 
-SKIPPED = getattr(State, "SKIPPED", "skipped")
-OPTED_OUT = getattr(State, "OPTED_OUT", "opted_out")
-LISTED = getattr(State, "LISTED", "listed")
-LISTING = getattr(State, "LISTING", "listing")
+SKIPPED = State.SKIPPED
+OPTED_OUT = State.OPTED_OUT
+LISTED = State.LISTED
+LISTING = State.LISTING
 BLOCKLISTED = "blocklisted"
 UNKNOWN = "unknown"  # blocked_from for a follower the ledger did not know
 EXPORTED_STATES = (
