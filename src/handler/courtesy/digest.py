@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from courtesy.errors import DigestNotPublished
-from courtesy.ledger import DIGEST_LISTING_QUEUE, DIGEST_QUEUE, Entry, Ledger
+from courtesy.ledger import DIGEST_LISTING_QUEUE, DIGEST_QUEUE, Entry, Ledger, iso
 from courtesy.observability import logger
 from courtesy.settings import Settings
 
@@ -68,7 +68,7 @@ class Digest:
         self.summary = DigestSummary(digest_id=digest_id)
 
     def run(self) -> DigestSummary:
-        digest_id, now = self.summary.digest_id, _iso(self.now())
+        digest_id, now = self.summary.digest_id, iso(self.now())
         capacity = ENTRIES_PER_MESSAGE * MESSAGES_PER_DIGEST
         lines: list[Line] = []
         for entry in self.ledger.queued(DIGEST_LISTING_QUEUE, limit=capacity):
@@ -97,7 +97,7 @@ class Digest:
                 break
             self.summary.messages += 1
             for line in chunk:
-                self.ledger.mark_listed(line.entry.follower_id, digest_id=digest_id, now=_iso(self.now()))
+                self.ledger.mark_listed(line.entry.follower_id, digest_id=digest_id, now=iso(self.now()))
                 self.summary.listed += 1
                 self.summary.notable += int(line.entry.notable)
                 self.summary.listed_again += int(line.again)
@@ -137,7 +137,3 @@ class Digest:
             out.append(f"   Suggested note: {line.note}")
         out += ["", f"Sent by Courtesy ({self.summary.digest_id}). People who opted out are never listed."]
         return subject, "\n".join(out)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -14,6 +14,7 @@ import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -107,6 +108,11 @@ class Meta:
     dm_page_size: int = 0
     # Older stretches of the inbox still to read after a burst: [pagination token, floor id] pairs.
     dm_gaps: list[list[str]] = field(default_factory=list)
+
+
+def iso(moment: datetime) -> str:
+    """A time as the ledger writes it: UTC, microseconds, "Z"; such strings sort in time order."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def queue_key(now: str, position: int) -> str:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from courtesy.errors import (
@@ -48,14 +48,15 @@ from courtesy.ledger import (
     Ledger,
     Meta,
     State,
+    iso,
     queue_key,
 )
 from courtesy.messages import MessageTemplates
 from courtesy.observability import logger
-from courtesy.opt_out import opt_out_word
+from courtesy.reply_inbox import ReplyInbox
 from courtesy.settings import Settings
-from courtesy.x_account import DmEvent, Follower, FollowersPage, XAccount, parse_time
-from courtesy.x_limits import DM_EVENTS_KEPT_DAYS, DM_EVENTS_PAGE_MAX, FOLLOWERS_PAGE_MAX
+from courtesy.x_account import Follower, FollowersPage, XAccount, parse_time
+from courtesy.x_limits import DM_EVENTS_KEPT_DAYS, FOLLOWERS_PAGE_MAX
 
 # The default baseline reads one page this size, whatever the account's size.
 BASELINE_PAGE_SIZE = 50
@@ -95,9 +96,6 @@ RECONCILE_PER_RUN = 3
 RECONCILE_AFTER = timedelta(minutes=10)
 # X keeps DM events 30 days; past this age a missing message proves nothing.
 RECONCILE_WITHIN = timedelta(days=DM_EVENTS_KEPT_DAYS - 1)
-# Reply mode: inbox pages read per run. With RECONCILE_PER_RUN, within X's 15 DM lookups
-# per 15 minutes, so a 15-minute schedule never meets the limit.
-INBOX_PAGES_PER_RUN = 8
 # The queue each mode welcomes from (digest: the daily digest lists it; nothing is sent).
 MODE_QUEUE = {"dm": State.PENDING, "reply": REPLY_DUE_QUEUE, "digest": DIGEST_QUEUE}
 # Followers queued under another mode and not handled yet, taken over after a switch:
@@ -141,10 +139,6 @@ class RunSummary:
         return asdict(self)
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 class WelcomeCycle:
     def __init__(
         self,
@@ -163,7 +157,7 @@ class WelcomeCycle:
         self.time_left = time_left
         self.summary = RunSummary(run_id=run_id, dry_run=settings.dry_run, mode=settings.welcome_mode)
         self.mode = settings.welcome_mode
-        self.started = _iso(now())  # one time for the run's queue keys, so they sort by position
+        self.started = iso(now())  # one time for the run's queue keys, so they sort by position
         # What this run has read of the followers list, newest first.
         self.present: dict[str, Follower] = {}  # followers seen in this run's pages, in list order
         self.next_token: str | None = None  # where reading can go on
@@ -197,7 +191,7 @@ class WelcomeCycle:
         # Runs never overlap (reserved concurrency 1), so a follower still
         # "sending" at the start of a run belongs to a run that died mid-send.
         for entry in self.ledger.queued(State.SENDING):
-            self.ledger.mark_uncertain(entry.follower_id, detail="the run that claimed it stopped mid-send", now=_iso(self.now()))
+            self.ledger.mark_uncertain(entry.follower_id, detail="the run that claimed it stopped mid-send", now=iso(self.now()))
             logger.warning("Send outcome unknown after an interrupted run", extra={"follower_id": entry.follower_id})
 
     def _adopt_queues(self) -> None:
@@ -217,7 +211,7 @@ class WelcomeCycle:
 
     def _take_baseline(self, meta: Meta) -> None:
         self.summary.baseline = True
-        now = _iso(self.now())
+        now = iso(self.now())
         meta.baseline_at = meta.baseline_at or now
         if self.settings.baseline_mode == "newest-page":
             page = self.x.followers_page(meta.account_id, max_results=BASELINE_PAGE_SIZE)
@@ -363,7 +357,7 @@ class WelcomeCycle:
                 elif self.reached_end or (
                     entry.boundary and sum(i in self.present for i in entry.boundary) >= min(DEPARTED_MATCH, len(entry.boundary))
                 ):
-                    if self.ledger.mark_departed(entry.follower_id, now=_iso(self.now())):
+                    if self.ledger.mark_departed(entry.follower_id, now=iso(self.now())):
                         self.summary.departed += 1
                         logger.info("Follower left before their welcome", extra={"follower_id": entry.follower_id})
                 else:
@@ -393,7 +387,7 @@ class WelcomeCycle:
             sent_at = parse_time(entry.claimed_at) or parse_time(entry.queued_at.split("#")[0])
             if sent_at is None or now - sent_at > RECONCILE_WITHIN:
                 # X no longer keeps events that old: it stays uncertain for good, never resent.
-                self.ledger.expire_uncertain(entry.follower_id, now=_iso(now))
+                self.ledger.expire_uncertain(entry.follower_id, now=iso(now))
                 logger.warning("Uncertain send too old to check; never resent", extra={"follower_id": entry.follower_id})
                 continue
             if now - sent_at < RECONCILE_AFTER or budget == 0:
@@ -405,123 +399,21 @@ class WelcomeCycle:
                 self.summary.notes.append(f"reconciliation stopped: {exc}")
                 return
             if dm_event_id:
-                if self.ledger.confirm_uncertain(entry.follower_id, dm_event_id=dm_event_id, now=_iso(now)):
+                if self.ledger.confirm_uncertain(entry.follower_id, dm_event_id=dm_event_id, now=iso(now)):
                     self.summary.reconciled_welcomed += 1
-            elif self.ledger.release_uncertain(entry.follower_id, now=_iso(now)):
+            elif self.ledger.release_uncertain(entry.follower_id, now=iso(now)):
                 self.summary.reconciled_released += 1
             logger.info("Uncertain send settled", extra={"follower_id": entry.follower_id, "found": bool(dm_event_id)})
 
     # --- 4b. reply mode: the inbox ---------------------------------------------------
 
     def _read_inbox(self, meta: Meta) -> None:
-        """Read the account's DM events newer than the cursor (newest first; each event is
-        billed), then older stretches a burst left unread. Followers who wrote become owed
-        their welcome; opt-outs are recorded. Handling an event twice changes nothing, so
-        the cursor is saved with the rest of the run's meta."""
         if not self.summary.scan_complete:
             # A follower who followed and wrote since the last scan is not recorded yet:
             # reading their message now would leave it unanswered. The next run reads it.
             self.summary.notes.append("inbox not read: the follower scan did not finish")
             return
-        if spent := self.x.dm_lookups_spent():
-            self.summary.notes.append(f"inbox not read: {spent}")
-            return
-        budget = INBOX_PAGES_PER_RUN
-        try:
-            if not meta.dm_cursor:
-                # The first reply-mode run: messages already there were not written to
-                # Courtesy (a person may have answered them). Note where the inbox stands.
-                page = self.x.dm_events_page(max_results=1)
-                self.summary.dm_events_read += len(page.events)
-                meta.dm_cursor = page.events[0].id if page.events else "0"
-                meta.dm_page_size = 1
-                self.summary.notes.append("reply mode started: messages from now on are answered")
-                return
-            cursor = meta.dm_cursor
-            newest, token, pages, found = self._read_inbox_down(meta, floor=cursor, token=None, budget=budget, size=meta.dm_page_size)
-            budget -= pages
-            # Sized for a run like this one: a quiet inbox reads one event (the cursor's).
-            meta.dm_page_size = min(DM_EVENTS_PAGE_MAX, found // 2 + 1)
-            if newest:
-                if token:  # the pages ran out before the cursor: read that stretch later
-                    meta.dm_gaps.insert(0, [token, cursor])
-                meta.dm_cursor = newest
-            while meta.dm_gaps and budget > 0:
-                gap_token, floor = meta.dm_gaps[0]
-                try:
-                    _, token, pages, _ = self._read_inbox_down(meta, floor=floor, token=gap_token, budget=budget, size=DM_EVENTS_PAGE_MAX)
-                except UnexpectedAnswer as exc:  # e.g. X no longer takes the saved page token
-                    meta.dm_gaps.pop(0)
-                    self.summary.notes.append(f"an older stretch of the inbox was given up: {exc}")
-                    continue
-                budget -= pages
-                if token:
-                    meta.dm_gaps[0] = [token, floor]
-                else:
-                    meta.dm_gaps.pop(0)
-            if meta.dm_gaps:
-                self.summary.notes.append("inbox: older messages are read next run")
-        except (XUnavailable, UnexpectedAnswer, RateLimited) as exc:
-            self.summary.notes.append(f"inbox reading stopped: {exc}")
-            logger.warning("Inbox reading stopped early", extra={"reason": str(exc)})
-
-    def _read_inbox_down(self, meta: Meta, *, floor: str, token: str | None, budget: int, size: int) -> tuple[str, str | None, int, int]:
-        """Read pages from ``token`` (None: the newest) down to the event ``floor``, handling
-        every event above it. Returns (newest id read, token to go on from if the budget ran
-        out first else None, pages read, events above the floor)."""
-        newest, pages, found = "", 0, 0
-        size = max(1, size)
-        while pages < budget:
-            page = self.x.dm_events_page(max_results=size, token=token, with_senders=self.settings.reply_to_non_followers)
-            pages += 1
-            self.summary.dm_events_read += len(page.events)
-            above = [e for e in page.events if int(e.id) > int(floor)]
-            if above and not newest:
-                newest = above[0].id
-            found += len(above)
-            self._handle_messages(meta, above)
-            if len(above) < len(page.events) or page.next_token is None:
-                return newest, None, pages, found
-            token = page.next_token
-            if pages > 1:  # a burst: larger pages, fewer requests (not at once: one more may be all)
-                size = min(DM_EVENTS_PAGE_MAX, size * 2)
-        return newest, token, pages, found
-
-    def _handle_messages(self, meta: Meta, events: list[DmEvent]) -> None:
-        account = meta.account_id
-        inbound = [e for e in events if e.sender_id != account and self._one_to_one(e, account)]
-        known = self.ledger.known(e.sender_id for e in inbound)
-        for event in inbound:  # newest first; the order does not matter (see opt_out)
-            sender = event.sender_id
-            record = known.get(sender)
-            state = record.state if record else None
-            if word := opt_out_word(event.text):
-                if self.ledger.opt_out(sender, known_state=state, word=word, now=_iso(self.now()), confirm=not self.settings.dry_run):
-                    self.summary.opted_out += 1
-                    logger.info("Opted out: never messaged again", extra={"follower_id": sender, "word": word})
-                known[sender] = Known(State.OPTED_OUT)
-            elif state == State.PENDING:
-                asked = _iso(event.created_at)
-                if self.ledger.ask_reply(sender, asked_at=asked, queued_at=queue_key(asked, 0)):
-                    self.summary.replies_due += 1
-                    logger.info("Follower wrote first: owed a welcome", extra={"follower_id": sender})
-            elif state is None and self.settings.reply_to_non_followers:
-                asked = _iso(event.created_at)
-                if self.ledger.record_message_sender(
-                    sender, username=event.sender_username, name=event.sender_name, asked_at=asked, queued_at=queue_key(asked, 0)
-                ):
-                    self.summary.replies_due += 1
-                    known[sender] = Known(State.PENDING)
-            # Anyone else (followed before Courtesy started, welcomed, skipped, not a
-            # follower) is left alone: a person answers them, or nobody.
-
-    @staticmethod
-    def _one_to_one(event: DmEvent, account: str) -> bool:
-        """A message in the account's 1:1 conversation with its sender, not a group's."""
-        if not event.conversation_id:
-            return True
-        ids = sorted((event.sender_id, account), key=int)
-        return event.conversation_id == f"{ids[0]}-{ids[1]}"
+        ReplyInbox(x=self.x, ledger=self.ledger, settings=self.settings, summary=self.summary, now=self.now).read(meta)
 
     def _confirm_opt_outs(self, meta: Meta, room: int) -> tuple[int, bool]:
         """Send each new opt-out its one confirmation, before any welcome. Returns the sends
@@ -533,7 +425,7 @@ class WelcomeCycle:
             if spent := self.x.dm_sends_spent():
                 return used, self._stop_for_rate_limit(meta, spent)
             run_id = self.summary.run_id
-            if not self.ledger.claim_confirmation(entry.follower_id, run_id=run_id, now=_iso(self.now())):
+            if not self.ledger.claim_confirmation(entry.follower_id, run_id=run_id, now=iso(self.now())):
                 continue
             current = self.present.get(entry.follower_id)
             name, username = (current.name, current.username) if current else (entry.name, entry.username)
@@ -543,7 +435,7 @@ class WelcomeCycle:
                 self.x.send_dm(entry.follower_id, text)
             except (RateLimited, XUnavailable) as exc:
                 self.ledger.settle_confirmation(
-                    entry.follower_id, run_id=run_id, outcome=Confirmation.DUE, now=_iso(self.now()), detail=str(exc)
+                    entry.follower_id, run_id=run_id, outcome=Confirmation.DUE, now=iso(self.now()), detail=str(exc)
                 )
                 if isinstance(exc, RateLimited):
                     return used, self._stop_for_rate_limit(meta, exc)
@@ -555,13 +447,13 @@ class WelcomeCycle:
                 logger.warning("Opt-out confirmation outcome unknown; not resending", extra={"follower_id": entry.follower_id})
                 return used, False
             except (CredentialsRejected, AppNotPermitted):
-                self.ledger.settle_confirmation(entry.follower_id, run_id=run_id, outcome=Confirmation.DUE, now=_iso(self.now()))
+                self.ledger.settle_confirmation(entry.follower_id, run_id=run_id, outcome=Confirmation.DUE, now=iso(self.now()))
                 raise
             except RecipientCannotBeMessaged as exc:
                 outcome, detail = Confirmation.UNDELIVERABLE, str(exc)
             except MessageRejected as exc:
                 outcome, detail = Confirmation.FAILED, str(exc)
-            self.ledger.settle_confirmation(entry.follower_id, run_id=run_id, outcome=outcome, now=_iso(self.now()), detail=detail)
+            self.ledger.settle_confirmation(entry.follower_id, run_id=run_id, outcome=outcome, now=iso(self.now()), detail=detail)
             if outcome == Confirmation.SENT:
                 used += 1
                 meta.daily_count += 1
@@ -604,7 +496,7 @@ class WelcomeCycle:
             if current and current.profile.get("receives_your_dm") is False:
                 reason = reason or DMS_CLOSED  # closed since they were queued: X would refuse
             if reason:
-                if self.ledger.skip_pending(entry.follower_id, reason=reason, now=_iso(self.now())):
+                if self.ledger.skip_pending(entry.follower_id, reason=reason, now=iso(self.now())):
                     self._count_skip(reason)
                 continue
             welcome = self._templates_for(entry).for_follower(entry.follower_id, name=name, username=username)
@@ -633,7 +525,7 @@ class WelcomeCycle:
         if spent is not None:
             return self._stop_for_rate_limit(meta, spent)
         run_id = self.summary.run_id
-        if not self.ledger.claim(follower_id, run_id=run_id, template_id=template_id, now=_iso(self.now())):
+        if not self.ledger.claim(follower_id, run_id=run_id, template_id=template_id, now=iso(self.now())):
             logger.info("Follower already claimed elsewhere", extra={"follower_id": follower_id})
             return True
         try:
@@ -642,12 +534,12 @@ class WelcomeCycle:
             self.ledger.release(follower_id, run_id=run_id, detail=str(exc))
             return self._stop_for_rate_limit(meta, exc)
         except RecipientCannotBeMessaged as exc:
-            self.ledger.mark_undeliverable(follower_id, run_id=run_id, detail=str(exc), now=_iso(self.now()))
+            self.ledger.mark_undeliverable(follower_id, run_id=run_id, detail=str(exc), now=iso(self.now()))
             self._count_skip(DMS_CLOSED)
             logger.info("Recipient cannot be messaged", extra={"follower_id": follower_id, "reason": str(exc)})
             return True
         except MessageRejected as exc:
-            self.ledger.mark_failed(follower_id, run_id=run_id, detail=str(exc), now=_iso(self.now()))
+            self.ledger.mark_failed(follower_id, run_id=run_id, detail=str(exc), now=iso(self.now()))
             self.summary.failed += 1
             logger.error("X rejected the welcome message", extra={"follower_id": follower_id, "reason": str(exc)})
             return True
@@ -658,7 +550,7 @@ class WelcomeCycle:
             logger.warning("X unavailable; follower stays queued", extra={"follower_id": follower_id, "reason": str(exc)})
             return False
         except SendOutcomeUnknown as exc:
-            self.ledger.mark_uncertain(follower_id, run_id=run_id, detail=str(exc), now=_iso(self.now()))
+            self.ledger.mark_uncertain(follower_id, run_id=run_id, detail=str(exc), now=iso(self.now()))
             self.summary.failed += 1
             self.summary.notes.append(f"stopped sending: {exc}")
             logger.warning("DM outcome unknown; not resending", extra={"follower_id": follower_id, "reason": str(exc)})
@@ -667,7 +559,7 @@ class WelcomeCycle:
             # Provably not sent: put the follower back, then fail the run for a person to fix.
             self.ledger.release(follower_id, run_id=run_id, detail="credentials or app permission problem")
             raise
-        self.ledger.mark_welcomed(follower_id, run_id=run_id, dm_event_id=dm_event_id, now=_iso(self.now()))
+        self.ledger.mark_welcomed(follower_id, run_id=run_id, dm_event_id=dm_event_id, now=iso(self.now()))
         meta.daily_count += 1
         self.ledger.save_daily_count(meta.daily_day, meta.daily_count)
         self.summary.welcomed += 1

@@ -1,0 +1,144 @@
+"""Reply mode's inbox: the account's DM events, each handled once.
+
+Reads ``GET /2/dm_events`` newest first, down to a cursor kept in the ledger's meta (every
+event at or below it is handled), and after a burst larger than one run can read, the
+older stretches it left ("gaps"), in later runs. A post-baseline follower who writes is
+put in the reply queue, owed their one welcome (the welcome cycle sends it); a message
+that is an opt-out is recorded at once. Handling an event twice changes nothing, so a
+crash before the cursor is saved only means reading again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from courtesy.errors import RateLimited, UnexpectedAnswer, XUnavailable
+from courtesy.ledger import Known, Ledger, Meta, State, iso, queue_key
+from courtesy.observability import logger
+from courtesy.opt_out import opt_out_word
+from courtesy.settings import Settings
+from courtesy.x_account import DmEvent, XAccount
+from courtesy.x_limits import DM_EVENTS_PAGE_MAX
+
+if TYPE_CHECKING:
+    from courtesy.welcome_cycle import RunSummary
+
+# Inbox pages read per run. With the welcome cycle's 3 reconciliation lookups, within X's
+# 15 DM lookups per 15 minutes, so a 15-minute schedule never meets the limit.
+INBOX_PAGES_PER_RUN = 8
+
+
+class ReplyInbox:
+    def __init__(self, *, x: XAccount, ledger: Ledger, settings: Settings, summary: RunSummary, now: Callable[[], datetime]):
+        self.x = x
+        self.ledger = ledger
+        self.settings = settings
+        self.summary = summary
+        self.now = now
+
+    def read(self, meta: Meta) -> None:
+        """Read the account's DM events newer than the cursor (newest first; each event is
+        billed), then older stretches a burst left unread. Followers who wrote become owed
+        their welcome; opt-outs are recorded. Handling an event twice changes nothing, so
+        the cursor is saved with the rest of the run's meta."""
+        if spent := self.x.dm_lookups_spent():
+            self.summary.notes.append(f"inbox not read: {spent}")
+            return
+        budget = INBOX_PAGES_PER_RUN
+        try:
+            if not meta.dm_cursor:
+                # The first reply-mode run: messages already there were not written to
+                # Courtesy (a person may have answered them). Note where the inbox stands.
+                page = self.x.dm_events_page(max_results=1)
+                self.summary.dm_events_read += len(page.events)
+                meta.dm_cursor = page.events[0].id if page.events else "0"
+                meta.dm_page_size = 1
+                self.summary.notes.append("reply mode started: messages from now on are answered")
+                return
+            cursor = meta.dm_cursor
+            newest, token, pages, found = self._read_down(meta, floor=cursor, token=None, budget=budget, size=meta.dm_page_size)
+            budget -= pages
+            # Sized for a run like this one: a quiet inbox reads one event (the cursor's).
+            meta.dm_page_size = min(DM_EVENTS_PAGE_MAX, found // 2 + 1)
+            if newest:
+                if token:  # the pages ran out before the cursor: read that stretch later
+                    meta.dm_gaps.insert(0, [token, cursor])
+                meta.dm_cursor = newest
+            while meta.dm_gaps and budget > 0:
+                gap_token, floor = meta.dm_gaps[0]
+                try:
+                    _, token, pages, _ = self._read_down(meta, floor=floor, token=gap_token, budget=budget, size=DM_EVENTS_PAGE_MAX)
+                except UnexpectedAnswer as exc:  # e.g. X no longer takes the saved page token
+                    meta.dm_gaps.pop(0)
+                    self.summary.notes.append(f"an older stretch of the inbox was given up: {exc}")
+                    continue
+                budget -= pages
+                if token:
+                    meta.dm_gaps[0] = [token, floor]
+                else:
+                    meta.dm_gaps.pop(0)
+            if meta.dm_gaps:
+                self.summary.notes.append("inbox: older messages are read next run")
+        except (XUnavailable, UnexpectedAnswer, RateLimited) as exc:
+            self.summary.notes.append(f"inbox reading stopped: {exc}")
+            logger.warning("Inbox reading stopped early", extra={"reason": str(exc)})
+
+    def _read_down(self, meta: Meta, *, floor: str, token: str | None, budget: int, size: int) -> tuple[str, str | None, int, int]:
+        """Read pages from ``token`` (None: the newest) down to the event ``floor``, handling
+        every event above it. Returns (newest id read, token to go on from if the budget ran
+        out first else None, pages read, events above the floor)."""
+        newest, pages, found = "", 0, 0
+        size = max(1, size)
+        while pages < budget:
+            page = self.x.dm_events_page(max_results=size, token=token, with_senders=self.settings.reply_to_non_followers)
+            pages += 1
+            self.summary.dm_events_read += len(page.events)
+            above = [e for e in page.events if int(e.id) > int(floor)]
+            if above and not newest:
+                newest = above[0].id
+            found += len(above)
+            self._handle_messages(meta, above)
+            if len(above) < len(page.events) or page.next_token is None:
+                return newest, None, pages, found
+            token = page.next_token
+            if pages > 1:  # a burst: larger pages, fewer requests (not at once: one more may be all)
+                size = min(DM_EVENTS_PAGE_MAX, size * 2)
+        return newest, token, pages, found
+
+    def _handle_messages(self, meta: Meta, events: list[DmEvent]) -> None:
+        account = meta.account_id
+        inbound = [e for e in events if e.sender_id != account and self._one_to_one(e, account)]
+        known = self.ledger.known(e.sender_id for e in inbound)
+        for event in inbound:  # newest first; the order does not matter (see opt_out)
+            sender = event.sender_id
+            record = known.get(sender)
+            state = record.state if record else None
+            if word := opt_out_word(event.text):
+                if self.ledger.opt_out(sender, known_state=state, word=word, now=iso(self.now()), confirm=not self.settings.dry_run):
+                    self.summary.opted_out += 1
+                    logger.info("Opted out: never messaged again", extra={"follower_id": sender, "word": word})
+                known[sender] = Known(State.OPTED_OUT)
+            elif state == State.PENDING:
+                asked = iso(event.created_at)
+                if self.ledger.ask_reply(sender, asked_at=asked, queued_at=queue_key(asked, 0)):
+                    self.summary.replies_due += 1
+                    logger.info("Follower wrote first: owed a welcome", extra={"follower_id": sender})
+            elif state is None and self.settings.reply_to_non_followers:
+                asked = iso(event.created_at)
+                if self.ledger.record_message_sender(
+                    sender, username=event.sender_username, name=event.sender_name, asked_at=asked, queued_at=queue_key(asked, 0)
+                ):
+                    self.summary.replies_due += 1
+                    known[sender] = Known(State.PENDING)
+            # Anyone else (followed before Courtesy started, welcomed, skipped, not a
+            # follower) is left alone: a person answers them, or nobody.
+
+    @staticmethod
+    def _one_to_one(event: DmEvent, account: str) -> bool:
+        """A message in the account's 1:1 conversation with its sender, not a group's."""
+        if not event.conversation_id:
+            return True
+        ids = sorted((event.sender_id, account), key=int)
+        return event.conversation_id == f"{ids[0]}-{ids[1]}"
