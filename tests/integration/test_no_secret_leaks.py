@@ -66,25 +66,28 @@ SCENARIOS = {
 }
 
 
+def everything_one_run_says(stack, capfd, everything_logged, log_lines) -> str:
+    """One run's answer or failure, stdout, stderr and every log record, as one text. What
+    the test did to set the scene before is left out."""
+    everything_logged.clear()
+    capfd.readouterr()
+    try:
+        outputs = [json.dumps(stack.run())]
+    except Exception as exc:  # the failure itself is fine; what it says is checked
+        outputs = ["".join(traceback.format_exception(exc))]
+    captured = capfd.readouterr()
+    records = [r.getMessage() + json.dumps(getattr(r, "__dict__", {}), default=str) for r in everything_logged.records]
+    return "\n".join([*outputs, captured.out, captured.err, *records, json.dumps(log_lines())])
+
+
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_no_credential_value_appears_anywhere(stack, capfd, everything_logged, log_lines, scenario):
     stack.run()  # baseline
     stack.x.add_followers(3, prefix="new")
     SCENARIOS[scenario](stack)
-    everything_logged.clear()  # what the test itself did to set the scene is not the function's output
-    capfd.readouterr()
-    outputs = []
-    try:
-        outputs.append(json.dumps(stack.run()))
-    except Exception as exc:  # the failure itself is fine; what it says is checked
-        outputs.append("".join(traceback.format_exception(exc)))
-        if scenario == "bad template":
-            # The template text is configuration, not a credential; only the secret's values count.
-            outputs[-1] = outputs[-1].replace(SECRETS["consumer_secret"], "<template text>")
-    captured = capfd.readouterr()
-    records = [r.getMessage() + json.dumps(getattr(r, "__dict__", {}), default=str) for r in everything_logged.records]
-    haystack = "\n".join([*outputs, captured.out, captured.err, *records, json.dumps(log_lines())])
+    haystack = everything_one_run_says(stack, capfd, everything_logged, log_lines)
     if scenario == "bad template":
+        # The template text is configuration, not a credential; only the secret's values count.
         haystack = haystack.replace(SECRETS["consumer_secret"], "<template text>")
     assert everything_logged.records, "nothing was logged: the check would be empty"
     assert leaks(haystack) == [], f"credential values leaked in {scenario}"
@@ -127,16 +130,7 @@ def test_no_oauth2_token_appears_anywhere(stack, capfd, everything_logged, log_l
     stack.run()  # baseline
     stack.x.add_followers(3, prefix="new")
     OAUTH2_SCENARIOS[scenario](stack)
-    everything_logged.clear()
-    capfd.readouterr()
-    outputs = []
-    try:
-        outputs.append(json.dumps(stack.run()))
-    except Exception as exc:  # the failure itself is fine; what it says is checked
-        outputs.append("".join(traceback.format_exception(exc)))
-    captured = capfd.readouterr()
-    records = [r.getMessage() + json.dumps(getattr(r, "__dict__", {}), default=str) for r in everything_logged.records]
-    haystack = "\n".join([*outputs, captured.out, captured.err, *records, json.dumps(log_lines())])
+    haystack = everything_one_run_says(stack, capfd, everything_logged, log_lines)
     issued = [*stack.x._access_tokens, *stack.x._refresh_tokens]
     assert len(issued) >= 2 and everything_logged.records
     assert [token for token in issued if token in haystack] == [], f"an OAuth 2.0 token leaked in {scenario}"
