@@ -3,6 +3,7 @@
 Served endpoints (shapes, limits and errors follow X's public documentation):
 
     GET  /2/users/me
+    GET  /2/users?ids=…   (user lookup, with connection_status)
     GET  /2/users/:id/followers
     POST /2/dm_conversations/with/:participant_id/messages
     GET  /2/dm_events
@@ -31,7 +32,10 @@ The benchmark also reads billing (distinct users, and distinct DM events, return
 per UTC day of the sandbox clock, as X bills them) and when each follower followed.
 
 The account can DM a follower, and also anyone who has written to it (replying
-to a message request); either way only if they accept DMs (receives_dm).
+to a message request); either way only if they accept DMs (receives_dm), the
+recipient is not suspended, and the account itself is not barred from sending
+(restrict_dm_sending).  A suspended user (suspend_user) leaves the followers list
+and comes back from a user lookup as an error entry.
 """
 
 from __future__ import annotations
@@ -78,6 +82,7 @@ DEFAULT_RATE_LIMITS = {
     "send_dm": [(15, 900), (1440, 86400)],
     "dm_events": [(15, 900)],
     "me": [(75, 900)],
+    "users_lookup": [(900, 900)],  # GET /2/users?ids=: 900 per 15 minutes per user
 }
 ENDPOINTS = tuple(DEFAULT_RATE_LIMITS)
 
@@ -159,6 +164,9 @@ DM_EVENTS_PARAMS = (
     "user.fields",
 )
 ME_PARAMS = ("user.fields", "expansions", "tweet.fields")
+LOOKUP_PARAMS = ("ids", "user.fields", "expansions", "tweet.fields")
+LOOKUP_USER_FIELDS = (*USER_FIELDS, "connection_status")
+MAX_LOOKUP_IDS = 100
 DM_EXPANSIONS = ("attachments.media_keys", "referenced_tweets.id", "sender_id", "participant_ids")
 
 ID_RE = re.compile(r"^[0-9]{1,19}$")
@@ -275,6 +283,11 @@ class XSandbox:
         self._followed_at: dict[str, float] = {}  # follower id -> sandbox time of the (latest) follow
         self._billed: dict[str, set[str]] = {}  # UTC day of the sandbox clock -> user ids returned
         self._billed_dm_events: dict[str, set[str]] = {}  # UTC day of the sandbox clock -> DM event ids returned
+        self._billed_lookup: dict[str, set[str]] = {}  # UTC day of the sandbox clock -> user ids a lookup returned
+        self._suspended: set[str] = set()
+        self._followers_count_override: int | None = None
+        self._empty_followers = 0  # followers requests still to answer with X's empty page
+        self._dm_restriction: dict | None = None  # the 403 body while the account may not send DMs
         self._seq = 0
         self._next_user_id = 2_000_001
         self._next_event_id = 1_860_000_000_000_000_001
@@ -284,6 +297,7 @@ class XSandbox:
         self._windows = {ep: [_Window(lim, sec) for lim, sec in v] for ep, v in DEFAULT_RATE_LIMITS.items()}
         self.users_returned = 0
         self.dm_events_returned = 0  # events returned by any dm_events endpoint (each one billed)
+        self.lookup_users_returned = 0  # users returned by GET /2/users?ids= (errors not counted)
         self._requests: list[dict] = []
         self._users[account_id] = self._new_user(account_id, username, name, {})
         # OAuth 2.0: registered clients, live tokens, and what the token endpoint was asked.
@@ -298,6 +312,8 @@ class XSandbox:
         handler = type("Handler", (_Handler,), {"sandbox": self})
         self._server = ThreadingHTTPServer((self.host, self.port), handler)
         self._server.daemon_threads = True
+        if getattr(self, "tls", None) is not None:  # HTTPS with a test CA: sandbox/tls.py
+            self.tls.wrap(self._server)
         self.port = self._server.server_address[1]
         # A short poll interval keeps stop() (and so each test) fast.
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="x-sandbox", daemon=True)
@@ -349,7 +365,31 @@ class XSandbox:
     def _public_user(self, user_id: str) -> dict:
         user = copy.deepcopy(self._users[user_id])
         user["receives_your_dm"] = self._receives_dm.get(user_id, True)
+        if user_id == self.account_id:  # the account's own count is its current followers (or the override)
+            user["public_metrics"]["followers_count"] = self._followers_count()
         return user
+
+    def _followers_count(self) -> int:
+        if self._followers_count_override is not None:
+            return self._followers_count_override
+        return len(self._follow_order) - sum(1 for u in self._suspended if u in self._follow_seq)
+
+    def set_followers_count_override(self, count: int | None) -> None:
+        """Make the account's public_metrics.followers_count say `count` (None: the real count again),
+        e.g. X counting followers that the followers endpoint does not list."""
+        with self._lock:
+            self._followers_count_override = count
+
+    def suspend_user(self, user_id: str) -> None:
+        """Suspend a user: gone from the followers list (not unfollowed: unsuspend_user brings them
+        back in place), an error entry in a user lookup, and no longer reachable by DM."""
+        with self._lock:
+            self._require_user(user_id)
+            self._suspended.add(str(user_id))
+
+    def unsuspend_user(self, user_id: str) -> None:
+        with self._lock:
+            self._suspended.discard(str(user_id))
 
     def add_follower(self, user_id: str | None = None, *, username=None, name=None, receives_dm=True, **fields) -> dict:
         with self._lock:
@@ -426,6 +466,8 @@ class XSandbox:
             return self._follower_ids()
 
     def _follower_ids(self) -> list[str]:
+        if self._suspended:
+            return [u for u in reversed(self._follow_order) if u not in self._suspended]
         return self._follow_order[::-1]
 
     def followed_at(self, user_id: str) -> float | None:
@@ -603,13 +645,22 @@ class XSandbox:
         with self._lock:
             return {day: len(ids) for day, ids in sorted(self._billed_dm_events.items())}
 
+    def billed_lookup_users_per_day(self) -> dict[str, int]:
+        """Distinct users GET /2/users?ids= returned per UTC day of the sandbox clock: X bills each
+        at $0.010 (a user lookup is never an owned read), once a day.  Separate from
+        billed_users_per_day, which is the followers endpoint only."""
+        with self._lock:
+            return {day: len(ids) for day, ids in sorted(self._billed_lookup.items())}
+
     def reset_counters(self) -> None:
         with self._lock:
             self.users_returned = 0
             self.dm_events_returned = 0
+            self.lookup_users_returned = 0
             self._requests.clear()
             self._billed.clear()
             self._billed_dm_events.clear()
+            self._billed_lookup.clear()
 
     def _utc_day(self) -> str:
         return time.strftime("%Y-%m-%d", time.gmtime(self.now()))
@@ -635,6 +686,33 @@ class XSandbox:
     def drop_after_store_next(self, count: int = 1) -> None:
         with self._lock:
             self._drops += count
+
+    def empty_followers_next(self, count: int = 1) -> None:
+        """Answer the next `count` valid followers requests with X's empty page, 200
+        {"meta": {"result_count": 0}} (no data key, no tokens), whoever follows.
+
+        Like fail_next("followers", 200, body={"meta": {"result_count": 0}}), byte for byte, except
+        that this one is served as X serves a real page: it uses up the rate limit (or is a 429
+        when none is left) and a bad parameter is still a 400.
+        """
+        with self._lock:
+            self._empty_followers += count
+
+    def restrict_dm_sending(self, detail: str | None = None) -> None:
+        """Bar the account from sending DMs (an account-level restriction) until lift_dm_restriction.
+
+        Every well-formed send to an existing user is then a 403 with DM_FORBIDDEN_BODY, the very body
+        a recipient who cannot be messaged gets, so status and body cannot tell the two apart (pass
+        `detail` to make X's detail differ).  Nothing is stored.  The request is checked after the
+        body and the participant (a 400 or 404 still wins) and uses up both send_dm windows: X counts
+        every request that reaches the endpoint, 403s included, as the per-recipient 403 does here.
+        """
+        with self._lock:
+            self._dm_restriction = DM_FORBIDDEN_BODY if detail is None else {**DM_FORBIDDEN_BODY, "detail": detail}
+
+    def lift_dm_restriction(self) -> None:
+        with self._lock:
+            self._dm_restriction = None
 
     def set_rate_limit(self, endpoint: str, limit: int, window_seconds: int = 900) -> None:
         """Set the window of this length (or the primary one) to `limit`, freshly started."""
@@ -685,6 +763,7 @@ class XSandbox:
         p = path.rstrip("/")
         routes = [
             ("GET", r"/2/users/me", "me", self._h_me),
+            ("GET", r"/2/users", "users_lookup", self._h_users_lookup),
             ("GET", r"/2/users/([^/]+)/followers", "followers", self._h_followers),
             ("POST", r"/2/dm_conversations/with/([^/]+)/messages", "send_dm", self._h_send_dm),
             ("GET", r"/2/dm_events", "dm_events", self._h_dm_events),
@@ -803,6 +882,50 @@ class XSandbox:
         fields = self._fields(query, "user.fields", USER_FIELDS, DEFAULT_USER_KEYS)
         return 200, {"data": self._user_view(self.account_id, fields)}
 
+    def _h_users_lookup(self, *, query, body):
+        self._check_params(query, LOOKUP_PARAMS)
+        raw = query.get("ids", "")
+        values = raw.split(",") if raw else []
+        if not 1 <= len(values) <= MAX_LOOKUP_IDS:
+            raise invalid_request(
+                "ids", raw, f"The number of values in the `ids` query parameter list [{len(values)}] is not between 1 and {MAX_LOOKUP_IDS}"
+            )
+        for value in values:
+            self._check_id("ids", value, "query")
+        fields = self._fields(query, "user.fields", LOOKUP_USER_FIELDS, DEFAULT_USER_KEYS)
+        data, errors = [], []
+        for uid in dict.fromkeys(values):  # each id once, in the order asked
+            if uid not in self._users:
+                errors.append(self._lookup_error(uid, "Not Found Error", f"Could not find user with ids: [{uid}]."))
+            elif uid in self._suspended:
+                errors.append(self._lookup_error(uid, "Forbidden", f"User has been suspended: [{uid}]."))
+            else:
+                user = self._public_user(uid)
+                # The account's relations to this user.  The sandbox has followers only (the account
+                # follows nobody), so "following" never appears; no relation at all is [].
+                user["connection_status"] = ["followed_by"] if uid in self._follow_seq else []
+                data.append({f: user[f] for f in fields if f in user})
+        self.lookup_users_returned += len(data)
+        self._billed_lookup.setdefault(self._utc_day(), set()).update(u["id"] for u in data)
+        out: dict = {}
+        if data:
+            out["data"] = data
+        if errors:
+            out["errors"] = errors
+        return 200, out
+
+    @staticmethod
+    def _lookup_error(user_id: str, title: str, detail: str) -> dict:
+        return {
+            "value": user_id,
+            "detail": detail,
+            "title": title,
+            "resource_type": "user",
+            "parameter": "ids",
+            "resource_id": user_id,
+            "type": PROBLEMS + "resource-not-found",
+        }
+
     def _h_followers(self, user_id, *, query, body):
         self._check_id("id", user_id)
         self._check_params(query, FOLLOWERS_PARAMS)
@@ -823,6 +946,11 @@ class XSandbox:
                     }
                 ]
             }
+        if self._empty_followers:
+            if query.get("pagination_token"):
+                decode_token(query["pagination_token"], ("fn", "fp"))  # a garbled token is still a 400
+            self._empty_followers -= 1
+            return 200, {"meta": {"result_count": 0}}
         ids = self._follower_ids() if user_id == self.account_id else []
         page, meta = paginate(ids, self._follow_seq.__getitem__, query.get("pagination_token"), max_results, "f")
         self.users_returned += len(page)
@@ -868,8 +996,10 @@ class XSandbox:
                     "status": 404,
                 },
             )
+        if self._dm_restriction is not None:  # the account may not send: same answer as a closed recipient
+            raise ApiError(403, self._dm_restriction)
         reachable = participant_id in self._follow_seq or self._has_written(participant_id)
-        if not reachable or not self._receives_dm.get(participant_id, True):
+        if not reachable or participant_id in self._suspended or not self._receives_dm.get(participant_id, True):
             raise ApiError(403, DM_FORBIDDEN_BODY)
         event = self._store_event(self.account_id, participant_id, text)
         return 201, {"data": {"dm_conversation_id": event["dm_conversation_id"], "dm_event_id": event["dm_event_id"]}}

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from requests.adapters import HTTPAdapter
 from requests_oauthlib import OAuth1
 
-from sandbox import USAGE_CAPPED_BODY, XSandbox
+from sandbox import DM_FORBIDDEN_BODY, USAGE_CAPPED_BODY, XSandbox
 from sandbox.x_sandbox import paginate
 
 X_HOST = "https://api.twitter.com"
@@ -543,6 +543,247 @@ def test_a_non_follower_can_write_and_be_answered_but_not_messaged_first(client,
     assert stranger["id"] not in sandbox.follower_ids()
     with pytest.raises(KeyError):
         sandbox.receive_dm("424242", "hi")  # a sender must exist
+
+
+# ---- user lookup: GET /2/users?ids= ------------------------------------------------------------
+
+LOOKUP_FIELDS = ["connection_status", "receives_your_dm", "protected", "public_metrics"]
+
+
+def lookup(sandbox, ids, **params):
+    return make_client(sandbox, return_type=dict).get_users(ids=ids, user_auth=True, **params)
+
+
+def not_found(user_id):
+    return {
+        "value": user_id,
+        "detail": f"Could not find user with ids: [{user_id}].",
+        "title": "Not Found Error",
+        "resource_type": "user",
+        "parameter": "ids",
+        "resource_id": user_id,
+        "type": "https://api.twitter.com/2/problems/resource-not-found",
+    }
+
+
+def test_users_lookup_says_followed_by_for_followers_only(client, sandbox):
+    metrics = {"followers_count": 9, "following_count": 2, "tweet_count": 4, "listed_count": 1}
+    sandbox.add_follower("31", username="fan", name="Fan", protected=True, public_metrics=metrics)
+    sandbox.add_user("32", username="stranger", receives_dm=False)
+    sandbox.add_follower("33", username="gone")
+    sandbox.remove_follower("33")
+    sandbox.rename("31", name="Fan Renamed")
+
+    body = lookup(sandbox, ["31", "32", "33"], user_fields=LOOKUP_FIELDS)
+    assert set(body) == {"data"}
+    fan, stranger, gone = body["data"]
+    assert fan == {
+        "id": "31",
+        "name": "Fan Renamed",
+        "username": "fan",
+        "connection_status": ["followed_by"],
+        "receives_your_dm": True,
+        "protected": True,
+        "public_metrics": metrics,
+    }
+    assert (stranger["connection_status"], stranger["receives_your_dm"]) == ([], False)
+    assert gone["connection_status"] == []  # unfollowed: no longer followed_by
+    assert "following" not in fan["connection_status"]  # the sandbox account follows nobody
+
+    # Without connection_status asked for, only the default keys; through tweepy's objects too.
+    assert lookup(sandbox, ["31"])["data"] == [{"id": "31", "name": "Fan Renamed", "username": "fan"}]
+    users = client.get_users(ids=[31, 32], user_fields=["connection_status"], user_auth=True).data
+    assert [(u.id, u.connection_status) for u in users] == [(31, ["followed_by"]), (32, [])]
+    assert sandbox.requests[-1]["path"] == "/2/users"
+
+
+def test_users_lookup_unknown_and_suspended_ids_are_partial_errors_with_200(raw, client, sandbox):
+    sandbox.add_follower("41")
+    sandbox.add_follower("42")
+    sandbox.suspend_user("42")
+    r = raw.get_users(ids=["41", "999999", "42"], user_fields=["connection_status"], user_auth=True)
+    assert r.status_code == 200
+    assert r.json() == {
+        "data": [{"id": "41", "name": "user41", "username": "user41", "connection_status": ["followed_by"]}],
+        "errors": [
+            not_found("999999"),
+            {
+                "value": "42",
+                "detail": "User has been suspended: [42].",
+                "title": "Forbidden",
+                "resource_type": "user",
+                "parameter": "ids",
+                "resource_id": "42",
+                "type": "https://api.twitter.com/2/problems/resource-not-found",
+            },
+        ],
+    }
+    assert lookup(sandbox, ["999998", "999999"]) == {"errors": [not_found("999998"), not_found("999999")]}
+
+    # A suspended follower leaves the followers list (and the count), cannot be messaged,
+    # and comes back in place when the suspension is lifted.
+    assert sandbox.follower_ids() == ["41"]
+    assert [u.id for u in followers(client, sandbox).data] == [41]
+    assert client.get_me(user_fields=["public_metrics"], user_auth=True).data.public_metrics["followers_count"] == 1
+    with pytest.raises(tweepy.Forbidden):
+        send(client, "42")
+    sandbox.unsuspend_user("42")
+    assert sandbox.follower_ids() == ["42", "41"]
+    assert lookup(sandbox, ["42"], user_fields=["connection_status"])["data"][0]["connection_status"] == ["followed_by"]
+    with pytest.raises(KeyError):
+        sandbox.suspend_user("777777")
+
+
+@pytest.mark.parametrize(
+    ("ids", "param"),
+    [([str(n) for n in range(1, 102)], "ids"), (["12", "abc"], "ids"), (["1" * 20], "ids")],
+)
+def test_users_lookup_rejects_what_x_rejects(sandbox, ids, param):
+    with pytest.raises(tweepy.BadRequest) as exc:
+        make_client(sandbox).get_users(ids=ids, user_auth=True)
+    body = exc.value.response.json()
+    assert body["type"] == "https://api.twitter.com/2/problems/invalid-request"
+    assert param in body["errors"][0]["parameters"]
+
+
+def test_users_lookup_limits_of_the_ids_list_and_other_params(client, sandbox):
+    hundred = lookup(sandbox, [str(n) for n in range(1, 101)])  # 100 is allowed
+    assert len(hundred["errors"]) == 100 and "data" not in hundred
+    with pytest.raises(tweepy.BadRequest) as exc:
+        client.get_users(ids=[str(n) for n in range(1, 102)], user_auth=True)
+    message = exc.value.response.json()["errors"][0]["message"]
+    assert message == "The number of values in the `ids` query parameter list [101] is not between 1 and 100"
+    url = sandbox.base_url + "/2/users"
+    for params in ({"ids": ""}, {}, {"ids": "1", "usernames": "x"}, {"ids": "1", "user.fields": "shoe_size"}):
+        assert requests.get(url, params=params, auth=oauth(sandbox), timeout=5).status_code == 400
+    with pytest.raises(tweepy.BadRequest):  # connection_status is a lookup field, not a followers one
+        followers(client, sandbox, user_fields=["connection_status"])
+    assert client.get_me(user_auth=True).data.username == "courtesy_demo"  # /2/users/me still routed
+
+
+def test_users_lookup_rate_limit_headers_429_and_faults(raw, client, sandbox):
+    sandbox.add_follower("51")
+    start = sandbox.now()
+    r = raw.get_users(ids=["51"], user_auth=True)
+    assert (r.headers["x-rate-limit-limit"], r.headers["x-rate-limit-remaining"]) == ("900", "899")
+    assert start + 900 <= int(r.headers["x-rate-limit-reset"]) <= start + 902
+
+    sandbox.set_rate_limit("users_lookup", 2)
+    client.get_users(ids=["51"], user_auth=True)
+    client.get_users(ids=["51"], user_auth=True)
+    with pytest.raises(tweepy.TooManyRequests) as exc:
+        client.get_users(ids=["51"], user_auth=True)
+    assert exc.value.response.headers["x-rate-limit-remaining"] == "0"
+    assert exc.value.response.json()["title"] == "Too Many Requests"
+    sandbox.advance(901)
+    assert client.get_users(ids=["51"], user_auth=True).data[0].id == 51
+
+    sandbox.exhaust_rate_limit("users_lookup")
+    with pytest.raises(tweepy.TooManyRequests):
+        client.get_users(ids=["51"], user_auth=True)
+    sandbox.advance(900)
+    sandbox.fail_next("users_lookup", 503)
+    with pytest.raises(tweepy.TwitterServerError):
+        client.get_users(ids=["51"], user_auth=True)
+    assert client.get_users(ids=["51"], user_auth=True).data[0].id == 51
+    assert sandbox.lookup_users_returned == 5 and sandbox.users_returned == 0
+
+
+def test_users_lookup_is_billed_per_user_returned_once_per_utc_day(client, sandbox):
+    sandbox.advance(-sandbox.now() + 1_893_456_000)  # 2030-01-01T00:00:00Z
+    a, b = sandbox.add_follower("61"), sandbox.add_user("62")
+    client.get_users(ids=[a["id"], b["id"], "999999"], user_auth=True)  # 2 returned, 1 error
+    client.get_users(ids=[a["id"], b["id"]], user_auth=True)  # the same 2 again
+    client.get_users(ids=[a["id"], a["id"]], user_auth=True)  # a repeated id is returned once
+    assert sandbox.lookup_users_returned == 2 + 2 + 1
+    assert sandbox.billed_lookup_users_per_day() == {"2030-01-01": 2}
+    assert sandbox.billed_users_per_day() == {}  # lookups are not follower reads
+
+    followers(client, sandbox)
+    assert sandbox.billed_users_per_day() == {"2030-01-01": 1}
+    assert sandbox.billed_lookup_users_per_day() == {"2030-01-01": 2}
+
+    sandbox.advance(86400)  # a new UTC day bills the same user again
+    client.get_users(ids=[b["id"]], user_auth=True)
+    assert sandbox.billed_lookup_users_per_day() == {"2030-01-01": 2, "2030-01-02": 1}
+
+    sandbox.reset_counters()
+    assert sandbox.lookup_users_returned == 0 and sandbox.billed_lookup_users_per_day() == {}
+
+
+def test_users_me_public_metrics_counts_current_followers(client, sandbox):
+    def me_metrics():
+        return client.get_me(user_fields=["public_metrics"], user_auth=True).data.public_metrics
+
+    assert me_metrics()["followers_count"] == 0
+    fans = sandbox.add_followers(3)
+    metrics = me_metrics()
+    assert metrics["followers_count"] == 3
+    assert all(isinstance(metrics[k], int) and metrics[k] >= 0 for k in ("following_count", "tweet_count", "listed_count"))
+    sandbox.remove_follower(fans[0]["id"])
+    assert me_metrics()["followers_count"] == 2
+
+    sandbox.set_followers_count_override(40)  # X's count disagrees with the list
+    assert me_metrics()["followers_count"] == 40
+    assert len(followers(client, sandbox).data) == 2
+    sandbox.set_followers_count_override(None)
+    assert me_metrics()["followers_count"] == 2
+    assert "public_metrics" not in make_client(sandbox, return_type=dict).get_me(user_auth=True)["data"]
+
+
+# ---- an empty followers page and an account barred from DMs ------------------------------------
+
+
+def test_an_injected_empty_followers_page_is_exactly_xs_empty_page(raw, client, sandbox):
+    real = raw.get_users_followers(sandbox.account_id, user_auth=True)  # nobody follows yet
+    assert (real.status_code, real.content) == (200, b'{"meta": {"result_count": 0}}')
+    sandbox.add_followers(3)
+
+    sandbox.fail_next("followers", 200, body={"meta": {"result_count": 0}})
+    faulted = raw.get_users_followers(sandbox.account_id, user_auth=True)
+    assert (faulted.status_code, faulted.content) == (200, real.content)
+    assert {k.lower() for k in faulted.headers} == {k.lower() for k in real.headers}
+    assert faulted.headers["x-rate-limit-remaining"] == real.headers["x-rate-limit-remaining"]  # fail_next spends nothing
+
+    sandbox.empty_followers_next(count=2)
+    helper = raw.get_users_followers(sandbox.account_id, user_auth=True)
+    assert (helper.status_code, helper.content) == (200, real.content)
+    assert {k.lower() for k in helper.headers} == {k.lower() for k in real.headers}
+    assert int(helper.headers["x-rate-limit-remaining"]) == int(real.headers["x-rate-limit-remaining"]) - 1  # as X: spent
+    empty = followers(client, sandbox)
+    assert (empty.data, empty.meta) == (None, {"result_count": 0})
+    with pytest.raises(tweepy.BadRequest):  # a bad request is still refused while an empty page is pending
+        followers(client, sandbox, max_results=0)
+    assert len(followers(client, sandbox).data) == 3
+    assert sandbox.users_returned == 3
+
+
+def test_an_account_barred_from_dms_gets_the_same_403_as_a_closed_recipient(raw, client, sandbox):
+    fan = sandbox.add_follower("71")
+    closed = sandbox.add_follower("72", receives_dm=False)
+    with pytest.raises(tweepy.Forbidden) as per_recipient:
+        raw.create_direct_message(participant_id=closed["id"], text="hi", user_auth=True)
+
+    sandbox.restrict_dm_sending()
+    with pytest.raises(tweepy.Forbidden) as account_level:
+        raw.create_direct_message(participant_id=fan["id"], text="hi", user_auth=True)
+    a, b = per_recipient.value.response, account_level.value.response
+    assert (a.status_code, a.content) == (b.status_code, b.content) == (403, a.content)
+    assert a.json() == DM_FORBIDDEN_BODY and a.headers["Content-Type"] == b.headers["Content-Type"]
+    # Both are counted against both send windows, as X counts every request that reaches it.
+    assert (a.headers["x-rate-limit-remaining"], b.headers["x-rate-limit-remaining"]) == ("14", "13")
+    assert b.headers["x-user-limit-24hour-remaining"] == "1438"
+    assert sandbox.dm_log == []
+
+    with pytest.raises(tweepy.NotFound):  # an unknown participant is still a 404
+        send(client, "987654")
+    sandbox.restrict_dm_sending(detail="You are restricted from sending Direct Messages.")
+    with pytest.raises(tweepy.Forbidden) as other:
+        send(client, fan["id"])
+    assert other.value.response.json() == {**DM_FORBIDDEN_BODY, "detail": "You are restricted from sending Direct Messages."}
+    sandbox.lift_dm_restriction()
+    assert send(client, fan["id"], "now it works").data["dm_event_id"]
+    assert [d["text"] for d in sandbox.dm_log] == ["now it works"]
 
 
 # ---- cursor property (pure function, no HTTP) --------------------------------------------------
