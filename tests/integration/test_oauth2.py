@@ -234,6 +234,28 @@ def test_an_x_unreachable_refresh_spends_nothing_and_the_next_run_refreshes(oaut
     assert stored(stack)["refresh_token"] != old["refresh_token"]
 
 
+def test_a_refresh_answer_without_expires_in_is_stored_for_two_hours_not_lost(oauth2_stack, monkeypatch):
+    """X spends the old refresh token whatever its answer looks like: tokens without a lifetime
+    are stored with X's documented two hours, and the run goes on with them."""
+    stack = oauth2_stack
+    stack.run()
+    old = stored(stack)
+    stack.x.advance(ACCESS_TOKEN_SECONDS)
+    [fan] = stack.x.add_followers(1, prefix="new")
+    issue = stack.x._issue
+
+    def without_lifetime(client_id):
+        answer = issue(client_id)
+        answer.pop("expires_in")
+        return answer
+
+    monkeypatch.setattr(stack.x, "_issue", without_lifetime)
+    assert stack.run()["welcomed"] == 1 and stack.welcomes_per_follower() == {fan["id"]: 1}
+    new = stored(stack)
+    assert new["refresh_token"] != old["refresh_token"] and stack.x.refresh_token_live(new["refresh_token"])
+    assert new["expires_at"] == pytest.approx(stack.x.now() + 2 * 60 * 60, abs=5)
+
+
 def test_oauth1_credentials_still_work_beside_it(stack):
     assert stack.run()["baseline"]
     stack.x.add_followers(1, prefix="new")

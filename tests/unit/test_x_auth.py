@@ -352,6 +352,24 @@ def test_an_answer_without_a_new_refresh_token_keeps_the_old_one(token_endpoint)
     assert refresh_oauth2_tokens(validate_oauth2_credentials(SECRET), base_url="http://x", now=NOW).refresh_token == "rt-VALUE-4"
 
 
+@pytest.mark.parametrize("expires_in", ["absent", None, "7200", "soon", True, float("nan"), float("inf"), 0, -60, [7200]])
+def test_an_answer_with_tokens_but_no_usable_expires_in_still_returns_them_for_two_hours(token_endpoint, expires_in):
+    """X has spent the old refresh token by now: the new tokens must reach the secret, so a missing
+    or garbled lifetime is taken as X's documented two hours instead of losing them."""
+    body = {k: v for k, v in GOOD.items() if k != "expires_in"}
+    if expires_in != "absent":
+        body["expires_in"] = expires_in
+    token_endpoint(200, body)
+    new = refresh_oauth2_tokens(validate_oauth2_credentials(SECRET), base_url="http://x", now=NOW)
+    assert (new.access_token, new.refresh_token) == ("at-new", "rt-new")
+    assert new.expires_at == NOW + x_account.DEFAULT_ACCESS_TOKEN_SECONDS == NOW + 2 * 60 * 60
+
+
+def test_a_usable_expires_in_is_kept_even_when_it_is_not_two_hours(token_endpoint):
+    token_endpoint(200, {**GOOD, "expires_in": 1800.5})
+    assert refresh_oauth2_tokens(validate_oauth2_credentials(SECRET), base_url="http://x", now=NOW).expires_at == NOW + 1800.5
+
+
 @pytest.mark.parametrize(
     "status, body, error, says",
     [

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,8 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 import tweepy
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from courtesy.errors import (
     AppNotPermitted,
@@ -30,7 +33,7 @@ from courtesy.errors import (
     UnexpectedAnswer,
     XUnavailable,
 )
-from courtesy.x_limits import DM_EVENTS_PAGE_MAX, FOLLOWERS_PAGE_MAX
+from courtesy.x_limits import ACCESS_TOKEN_SECONDS, DM_EVENTS_PAGE_MAX, FOLLOWERS_PAGE_MAX, USERS_LOOKUP_MAX_IDS
 
 CREDENTIAL_KEYS = ("consumer_key", "consumer_secret", "access_token", "access_token_secret")
 # OAuth 2.0 user context: client_secret too for a confidential client (none for a public one).
@@ -42,6 +45,10 @@ TOKEN_URL = "https://api.twitter.com/2/oauth2/token"  # noqa: S105 - a URL, not 
 _REFUSED_GRANT = ("invalid_grant", "invalid_request")
 # Profile fields asked for in the same followers call, so later filters cost no extra request.
 FOLLOWER_FIELDS = ["created_at", "profile_image_url", "protected", "public_metrics", "verified", "receives_your_dm"]
+# A users lookup also asks for the account's relations to each user ("followed_by": they follow it).
+LOOKUP_FIELDS = [*FOLLOWER_FIELDS, "connection_status"]
+# Assumed when a token answer omits or garbles expires_in: X's documented lifetime.
+DEFAULT_ACCESS_TOKEN_SECONDS = ACCESS_TOKEN_SECONDS
 # A DM conversation lookup reads at most this many events (each one billed).
 DM_LOOKUP_PAGE_SIZE = 20
 DM_LOOKUP_PAGES = 3
@@ -202,11 +209,9 @@ def refresh_oauth2_tokens(tokens: OAuth2Tokens, *, base_url: str, now: float) ->
     session = redirecting_session(base_url)
     try:
         response = session.post(TOKEN_URL, data=form, auth=auth)
-    except (requests.exceptions.ConnectTimeout, requests.exceptions.SSLError) as exc:
-        raise XUnavailable(f"Could not connect to X to refresh the OAuth 2.0 token ({type(exc).__name__}); nothing was spent") from None
     except requests.exceptions.RequestException as exc:
-        if isinstance(exc, requests.exceptions.ConnectionError) and _never_connected(exc):
-            raise XUnavailable("Could not connect to X to refresh the OAuth 2.0 token; nothing was spent") from None
+        if _never_sent(exc):
+            raise XUnavailable(f"Could not connect to X to refresh the OAuth 2.0 token ({type(exc).__name__}); nothing was spent") from None
         raise XUnavailable(
             f"No answer to the OAuth 2.0 token refresh ({type(exc).__name__}): if X took it, the refresh token is spent "
             "and the next run reports it refused"
@@ -231,27 +236,105 @@ def refresh_oauth2_tokens(tokens: OAuth2Tokens, *, base_url: str, now: float) ->
     if response.status_code != 200:
         raise UnexpectedAnswer(f"X answered {response.status_code} {error} to the OAuth 2.0 token refresh".rstrip())
     access, refresh, expires_in = body.get("access_token"), body.get("refresh_token"), body.get("expires_in")
-    if not isinstance(access, str) or not access or not isinstance(expires_in, (int, float)) or isinstance(expires_in, bool):
-        raise UnexpectedAnswer("X's OAuth 2.0 token answer has no access_token or expires_in")
+    if not isinstance(access, str) or not access:
+        raise UnexpectedAnswer("X's OAuth 2.0 token answer has no access_token")
     if refresh is not None and (not isinstance(refresh, str) or not refresh):
         raise UnexpectedAnswer("X's OAuth 2.0 token answer has a malformed refresh_token")
+    # The old refresh token is spent now: a doubtful lifetime must not lose the new tokens.
+    lifetime: float = DEFAULT_ACCESS_TOKEN_SECONDS
+    if isinstance(expires_in, (int, float)) and not isinstance(expires_in, bool) and math.isfinite(expires_in) and expires_in > 0:
+        lifetime = float(expires_in)
     return OAuth2Tokens(
         client_id=tokens.client_id,
         client_secret=tokens.client_secret,
         access_token=access,
         # RFC 6749 6: without a new refresh token, the one sent stays valid.
         refresh_token=refresh or tokens.refresh_token,
-        expires_at=now + float(expires_in),
+        expires_at=now + lifetime,
         extra=tokens.extra,
     )
 
 
+# --- when a transport error happened: before the request left, or after ----------------------
+#
+# A TLS or connection error says nothing about whether X got the request: a failed handshake
+# comes before anything is sent, a broken record while reading the answer comes after X may
+# have acted (stored a DM, spent a refresh token). urllib3 2.x's HTTPConnectionPool._make_request
+# connects (and, for HTTPS, shakes hands) in _validate_conn, then writes with conn.request(),
+# then reads with conn.getresponse(). The pool and connection classes below record, per request,
+# that the pool was entered and whether conn.request() began; an error raised with the pool
+# entered and nothing begun provably left nothing behind at X. Anything else, including errors
+# while requests reads the body after the adapter returned, may have come after X acted.
+
+
+class _Attempt:
+    """One request through _RedirectingAdapter: how far urllib3 got."""
+
+    __slots__ = ("pooled", "writing")
+
+    def __init__(self) -> None:
+        self.pooled = False  # our pool took the request (so our connection class is in use)
+        self.writing = False  # conn.request() began: bytes may have reached X
+
+
+_ATTEMPT: ContextVar[_Attempt | None] = ContextVar("courtesy_x_attempt", default=None)
+_NOT_SENT = "courtesy_not_sent"  # set on a requests exception raised before anything was written
+
+
+class _TrackedConnection:
+    """Mixed into urllib3's connections: marks the attempt once the request starts going out."""
+
+    def request(self, *args, **kwargs):
+        if self.is_closed:  # plain HTTP connects lazily, inside request(); connecting sends nothing
+            self.connect()
+        attempt = _ATTEMPT.get()
+        if attempt is not None:
+            attempt.writing = True
+        return super().request(*args, **kwargs)
+
+
+class _TrackedPool:
+    """Mixed into urllib3's pools: proves the request took the tracked path."""
+
+    def urlopen(self, *args, **kwargs):
+        attempt = _ATTEMPT.get()
+        if attempt is not None:
+            attempt.pooled = True
+        return super().urlopen(*args, **kwargs)
+
+
+class _HTTPConnection(_TrackedConnection, HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_TrackedConnection, HTTPSConnection):
+    pass
+
+
+class _HTTPPool(_TrackedPool, HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(_TrackedPool, HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+def _never_sent(exc: requests.exceptions.RequestException) -> bool:
+    """True when the request provably never left (connect or TLS handshake failed): X cannot have acted."""
+    return isinstance(exc, requests.exceptions.ConnectTimeout) or getattr(exc, _NOT_SENT, False) is True
+
+
 class _RedirectingAdapter(HTTPAdapter):
-    """Sends tweepy's requests (hard-coded to X's host) to the configured base URL, with timeouts."""
+    """Sends tweepy's requests (hard-coded to X's host) to the configured base URL, with timeouts,
+    and marks the transport errors raised before the request left (see _never_sent)."""
 
     def __init__(self, base_url: str):
         super().__init__(max_retries=0)  # never resend on our own: a DM has no idempotency key
         self._base = urlsplit(base_url)
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
 
     def send(self, request, **kwargs):  # type: ignore[no-untyped-def]
         url = urlsplit(request.url)
@@ -259,7 +342,16 @@ class _RedirectingAdapter(HTTPAdapter):
         request.url = urlunsplit((self._base.scheme, self._base.netloc, path, url.query, ""))
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = TIMEOUTS
-        return super().send(request, **kwargs)
+        attempt = _Attempt()
+        token = _ATTEMPT.set(attempt)
+        try:
+            return super().send(request, **kwargs)
+        except requests.exceptions.RequestException as exc:
+            if attempt.pooled and not attempt.writing:
+                setattr(exc, _NOT_SENT, True)
+            raise
+        finally:
+            _ATTEMPT.reset(token)
 
 
 def _problem(response: requests.Response | None) -> dict[str, Any]:
@@ -302,6 +394,7 @@ class XAccount:
         self.dm_day_window = RateWindow()
         self.followers_window = RateWindow()
         self.dm_lookup_window = RateWindow()
+        self.users_lookup_window = RateWindow()
 
     def close(self) -> None:
         """Let go of pooled connections at the end of a run."""
@@ -315,6 +408,61 @@ class XAccount:
         if not isinstance(data, dict) or not isinstance(data.get("id"), str):
             raise UnexpectedAnswer("X's /2/users/me answer has no data.id")
         return data["id"]
+
+    def followers_count(self) -> int:
+        """How many followers X says the account has (its public_metrics): whether an empty
+        followers page can be true."""
+        response = self._call("me", lambda: self._client.get_me(user_auth=self._user_auth, user_fields=["public_metrics"]))
+        data = self._json(response).get("data")
+        metrics = data.get("public_metrics") if isinstance(data, dict) else None
+        count = metrics.get("followers_count") if isinstance(metrics, dict) else None
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise UnexpectedAnswer("X's /2/users/me answer has no public_metrics.followers_count")
+        return count
+
+    def lookup_users(self, ids: Sequence[str]) -> dict[str, Follower | None]:
+        """These users as X shows them now, with the account's relations to them (follows_account).
+
+        GET /2/users?ids=, at most USERS_LOOKUP_MAX_IDS a request; each user returned is billed.
+        One entry per distinct id: a Follower, or None when X answered that id in its partial
+        ``errors`` array (unknown, deleted, suspended). Raises UnexpectedAnswer when the answer
+        leaves an id unaccounted for, so the caller decides nothing from it."""
+        wanted = list(dict.fromkeys(ids))
+        found: dict[str, Follower | None] = {}
+        for start in range(0, len(wanted), USERS_LOOKUP_MAX_IDS):
+            if limited := self.users_lookup_spent():
+                raise limited  # rather than spend a request on a certain 429
+            batch = wanted[start : start + USERS_LOOKUP_MAX_IDS]
+            response = self._call(
+                "a users lookup",
+                lambda batch=batch: self._client.get_users(ids=batch, user_fields=LOOKUP_FIELDS, user_auth=self._user_auth),
+            )
+            self._note_window(self.users_lookup_window, response)
+            body = self._json(response)
+            data, errors = body.get("data", []), body.get("errors", [])
+            if not isinstance(data, list) or not isinstance(errors, list):
+                raise UnexpectedAnswer("X's users lookup answer has no data list")
+            answered: dict[str, Follower | None] = {}
+            for raw in data:
+                user = _follower(raw, "users lookup")
+                if not isinstance(user.profile.get("connection_status", []), list):
+                    raise UnexpectedAnswer("X's users lookup answer holds a connection_status that is not a list")
+                answered[user.id] = user
+            for error in errors:  # X names the id it could not return in resource_id (and value)
+                missing = error.get("resource_id", error.get("value")) if isinstance(error, dict) else None
+                if isinstance(missing, str) and error.get("resource_type", "user") == "user":
+                    answered.setdefault(missing, None)
+            unaccounted = [i for i in batch if i not in answered]
+            if unaccounted:
+                raise UnexpectedAnswer(f"X's users lookup answer says nothing of {len(unaccounted)} of the {len(batch)} ids asked")
+            found.update((i, answered[i]) for i in batch)
+        return found
+
+    def users_lookup_spent(self) -> RateLimited | None:
+        """A RateLimited if X's last headers say no users lookup can be made now (no request made)."""
+        if self.users_lookup_window.spent(self._clock()):
+            return RateLimited("X's users lookup rate limit is spent", reset_at=self.users_lookup_window.reset_at)
+        return None
 
     def followers_page(self, account_id: str, *, max_results: int, token: str | None = None) -> FollowersPage:
         """One page of followers, newest first (as X documents it, not guarantees it)."""
@@ -335,12 +483,7 @@ class XAccount:
         meta = body.get("meta")
         if not isinstance(data, list) or not isinstance(meta, dict):
             raise UnexpectedAnswer("X's followers answer has no data list or meta object")
-        followers = []
-        for user in data:
-            if not isinstance(user, dict) or not isinstance(user.get("id"), str) or not user["id"].isdigit():
-                raise UnexpectedAnswer("X's followers answer holds a user without a numeric string id")
-            profile = {k: v for k, v in user.items() if k not in ("id", "username", "name")}
-            followers.append(Follower(user["id"], str(user.get("username", "")), str(user.get("name", "")), profile))
+        followers = [_follower(user, "followers") for user in data]
         next_token = meta.get("next_token")
         return FollowersPage(followers, next_token if isinstance(next_token, str) and next_token else None)
 
@@ -448,14 +591,11 @@ class XAccount:
         """Send one DM; returns X's dm_event_id. Raises product errors for every failure."""
         try:
             response = self._client.create_direct_message(participant_id=recipient_id, text=text, user_auth=self._user_auth)
-        except (requests.exceptions.ConnectTimeout, requests.exceptions.SSLError) as exc:
-            raise XUnavailable(f"Could not connect to X to send a DM ({type(exc).__name__})") from None
-        except requests.exceptions.ConnectionError as exc:
-            if _never_connected(exc):
-                raise XUnavailable("Could not connect to X to send a DM") from None
-            raise SendOutcomeUnknown(f"The connection dropped after the DM request was sent ({type(exc).__name__})") from None
         except requests.exceptions.RequestException as exc:
-            # A read timeout or a broken answer: X may have stored the message.
+            if _never_sent(exc):
+                raise XUnavailable(f"Could not connect to X to send a DM ({type(exc).__name__})") from None
+            # The request left (a dropped connection, a read timeout, a TLS error in the answer):
+            # X may have stored the message.
             raise SendOutcomeUnknown(f"No complete answer to the DM request ({type(exc).__name__})") from None
         except tweepy.HTTPException as exc:
             self._note_dm_windows(exc.response)
@@ -498,7 +638,10 @@ class XAccount:
         try:
             return request()
         except requests.exceptions.RequestException as exc:
-            raise XUnavailable(f"X could not be reached for {what} ({type(exc).__name__})") from None
+            # A read is safe to make again whether or not it left: X is unavailable either way.
+            if _never_sent(exc):
+                raise XUnavailable(f"X could not be reached for {what} ({type(exc).__name__})") from None
+            raise XUnavailable(f"No complete answer from X for {what} ({type(exc).__name__})") from None
         except tweepy.TooManyRequests as exc:
             raise _rate_limited(exc, _problem(exc.response)) from None
         except tweepy.Unauthorized:
@@ -549,6 +692,19 @@ def _rate_limited(exc: tweepy.TooManyRequests, problem: dict[str, Any]) -> RateL
     return RateLimited(what, reset_at=reset, usage_capped=capped)
 
 
+def _follower(user: Any, answer: str) -> Follower:
+    if not isinstance(user, dict) or not isinstance(user.get("id"), str) or not user["id"].isdigit():
+        raise UnexpectedAnswer(f"X's {answer} answer holds a user without a numeric string id")
+    profile = {k: v for k, v in user.items() if k not in ("id", "username", "name")}
+    return Follower(user["id"], str(user.get("username", "")), str(user.get("name", "")), profile)
+
+
+def follows_account(user: Follower) -> bool:
+    """Whether a user from lookup_users follows the account (X's connection_status says followed_by)."""
+    status = user.profile.get("connection_status", [])
+    return isinstance(status, list) and "followed_by" in status
+
+
 def parse_time(value: Any) -> datetime | None:
     """An ISO-8601 time as X and the ledger write it ("...Z"), in UTC; None if it is not one."""
     if not isinstance(value, str):
@@ -558,9 +714,3 @@ def parse_time(value: Any) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _never_connected(exc: requests.exceptions.ConnectionError) -> bool:
-    """True when the request provably never reached X (refused or unresolvable)."""
-    text = repr(exc.args[0]) if exc.args else ""
-    return "NewConnectionError" in text or "NameResolutionError" in text or "Connection refused" in text
