@@ -121,7 +121,8 @@ def _demo(log_file) -> None:  # type: ignore[no-untyped-def]
         _say(
             "5. X's developer guidelines do not allow unsolicited welcome DMs (see README, Welcome modes). "
             "WelcomeMode=reply sends none: a new follower is welcomed only once they write to the account, "
-            'and a message like "STOP" gets one confirmation and no message ever again.'
+            'and a message like "STOP" means no message ever again (with one confirmation, for someone Courtesy '
+            "has written to; anyone else opts out silently)."
         )
         reply = {"DRY_RUN": "false", "WELCOME_MODE": "reply"}
         run("6 reply starts", **reply)  # notes where the inbox stands: older messages are history
@@ -130,9 +131,11 @@ def _demo(log_file) -> None:  # type: ignore[no-untyped-def]
         run("7 reply", **reply)
         print(f"  two new followers, {len(x.dm_log) - 3} DMs sent to them")
         x.receive_dm(writer["id"], "Hi! Found you through the conference talk.")
-        x.receive_dm(quitter["id"], "STOP")
+        x.receive_dm(quitter["id"], "STOP")  # never heard from Courtesy: recorded, no answer
         run("8 reply", **reply)
+        x.receive_dm(writer["id"], "stop")  # welcomed: one confirmation
         run("9 reply", **reply)
+        run("10 reply", **reply)
         for dm in x.dm_log[3:]:
             print(f"  sandbox received DM to @{x.user(dm['recipient_id'])['username']}: {dm['text']}")
 
@@ -148,7 +151,7 @@ def _demo(log_file) -> None:  # type: ignore[no-untyped-def]
         digest = {"DRY_RUN": "false", "WELCOME_MODE": "digest"}
         x.add_follower(username="margaret_h", name="Margaret Hamilton", verified=True)
         x.add_follower(username="dennis_r", name="Dennis Ritchie")
-        run("10 digest", **digest)
+        run("11 digest", **digest)
         digest_event = {**load_event("digest.json"), "scheduled_time": (slot + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")}
         run("digest", digest_event, **digest)
         for message in sqs.receive_message(QueueUrl=inbox, MaxNumberOfMessages=10).get("Messages", []):
@@ -157,14 +160,15 @@ def _demo(log_file) -> None:  # type: ignore[no-untyped-def]
 
         print("\nRun summaries:\n")
         print(_table(rows))
-        per_recipient: dict[str, int] = {}
+        welcomes: dict[str, int] = {}
         for dm in x.dm_log:
-            per_recipient[dm["recipient_id"]] = per_recipient.get(dm["recipient_id"], 0) + 1
+            if not dm["text"].startswith("Got it"):  # opt-out confirmations aside
+                welcomes[dm["recipient_id"]] = welcomes.get(dm["recipient_id"], 0) + 1
         print(f"\nThe function's structured logs: {LOG_PATH}")
         print(
-            f"The sandbox's own DM log: {len(x.dm_log)} DMs to {len(per_recipient)} people, at most "
-            f"{max(per_recipient.values(), default=0)} each; {x.users_returned} follower records and "
-            f"{x.dm_events_returned} DM events read from X in all."
+            f"The sandbox's own DM log: {len(x.dm_log)} DMs, {sum(welcomes.values())} of them welcomes to "
+            f"{len(welcomes)} people, at most {max(welcomes.values(), default=0)} each; {x.users_returned} follower "
+            f"records and {x.dm_events_returned} DM events read from X in all."
         )
 
 

@@ -33,12 +33,12 @@ def test_expressions_follow_dynamodb_semantics():
 def test_writes_stay_in_memory_and_reads_see_them(world):
     client = world.aws.client("dynamodb")
     real = Ledger(client, TABLE)
-    real.queue_new(Follower("11", "eleven", "Eleven"), queued_at="2026-01-01#1", boundary=[], now="t")
+    real.queue_new(Follower("11", "eleven", "Eleven"), queued_at="2026-01-01#1", now="t")
     overlay = ReadThroughDynamoDB(client)
     ledger = Ledger(overlay, TABLE)
 
-    assert not ledger.queue_new(Follower("11", "eleven", "Eleven"), queued_at="x", boundary=[], now="t")  # already in the table
-    assert ledger.queue_new(Follower("12", "twelve", "Twelve"), queued_at="2026-01-01#0", boundary=[], now="t")
+    assert not ledger.queue_new(Follower("11", "eleven", "Eleven"), queued_at="x", now="t")  # already in the table
+    assert ledger.queue_new(Follower("12", "twelve", "Twelve"), queued_at="2026-01-01#0", now="t")
     assert ledger.claim("11", run_id="r", template_id="t", now="t")
     assert not ledger.claim("11", run_id="r", template_id="t", now="t")  # now sending, in memory
     assert [e.follower_id for e in ledger.queued(State.PENDING)] == ["12"]
@@ -56,8 +56,8 @@ def test_writes_stay_in_memory_and_reads_see_them(world):
 def test_query_pages_with_limit(world):
     client = world.aws.client("dynamodb")
     for i in range(3):
-        Ledger(client, TABLE).queue_new(Follower(str(20 + i), "u", "U"), queued_at=f"2026#{i}", boundary=[], now="t")
+        Ledger(client, TABLE).queue_new(Follower(str(20 + i), "u", "U"), queued_at=f"2026#{i}", now="t")
     ledger = Ledger(ReadThroughDynamoDB(client), TABLE)
-    ledger.queue_new(Follower("30", "u", "U"), queued_at="2026#1a", boundary=[], now="t")
+    ledger.queue_new(Follower("30", "u", "U"), queued_at="2026#1a", now="t")
     assert [e.follower_id for e in ledger.queued(State.PENDING, limit=3)] == ["20", "21", "30"]
     assert [e.follower_id for e in ledger.queued(State.PENDING)] == ["20", "21", "30", "22"]

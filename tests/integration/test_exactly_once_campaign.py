@@ -2,7 +2,9 @@
 
 A Hypothesis state machine interleaves follows, unfollows, follows again, renames,
 closed DMs, runs, immediate reruns (a duplicate delivery or Lambda's retry), crashes
-at any adapter call, X faults and DynamoDB throttles. After every step it checks,
+at any adapter call, X faults (among them empty or truncated follower pages, failing
+or odd user lookups, an empty conversation that is not, and X refusing the account's
+DMs for a while) and DynamoDB throttles. After every step it checks,
 against the sandbox's own DM log and the ledger:
 
 - nobody has two welcome DMs;
@@ -10,7 +12,8 @@ against the sandbox's own DM log and the ledger:
 - the ledger never forgets a follower and never moves one backwards.
 
 At the end of each case the faults stop, runs continue, and every post-baseline
-follower who still follows and accepts DMs must have exactly one welcome.
+follower who still follows and accepts DMs must have exactly one welcome (a refusal of
+the account may write off at most a streak's worth of followers before it is recognised).
 
 The same machine runs in each welcome mode. In reply mode, followers and strangers
 also write to the account ("hi" or "STOP"): only followers who wrote get a welcome,
@@ -48,11 +51,12 @@ PROFILES = {
     "soak": settings(max_examples=int(os.environ.get("COURTESY_CAMPAIGN_CASES", 3000)), stateful_step_count=25),
 }
 INITIAL_FOLLOWERS = 30
-X_CALLS = ["followers_page", "send_dm", "find_sent_dm", "account_id", "dm_events_page"]
+X_CALLS = ["followers_page", "send_dm", "find_sent_dm", "account_id", "dm_events_page", "lookup_users", "followers_count"]
 LEDGER_CALLS = [
     "load_meta", "save_meta", "record_baseline", "known", "queue_new", "requeue_departed", "queued", "claim", "mark_welcomed",
     "mark_uncertain", "release", "mark_undeliverable", "confirm_uncertain", "release_uncertain", "mark_departed", "save_daily_count",
     "move_queue", "ask_reply", "record_message_sender", "opt_out", "claim_confirmation", "settle_confirmation",
+    "note_empty_lookup", "reopen_refused", "note_writer", "adopt_writer", "skip_writer",
 ]  # fmt: skip
 DIGEST_CALLS = ["queued", "start_listing", "mark_listed", "release_listing", "publish"]
 CONFIRMATION = "Got it"  # how the built-in opt-out confirmation starts
@@ -68,9 +72,19 @@ X_FAULTS = [
     ("dm_events", 429, None),
     ("dm_events", 502, None),
     ("drop", 0, None),
+    ("empty", 0, None),  # X's empty page, 200 {"meta":{"result_count":0}}
+    ("followers", 200, {"data": [{"id": "1", "name": "Stray", "username": "stray"}], "meta": {"result_count": 1}}),
+    ("users_lookup", 503, None),
+    ("users_lookup", 429, None),
+    ("users_lookup", 200, {"meta": {}}),  # an answer about none of the ids asked
+    ("dm_events", 200, {"meta": {"result_count": 0}}),  # a conversation that looks empty once
 ]
 # Once a follower reaches one of these states, it never changes again (but to opted out).
-FINAL = {State.BASELINE, State.WELCOMED, State.UNDELIVERABLE, State.FAILED, State.SKIPPED, State.OPTED_OUT, State.LISTED}
+FINAL = {State.BASELINE, State.WELCOMED, State.SKIPPED, State.OPTED_OUT, State.LISTED}
+# A refusal found to be about the account puts its followers back in the queue.
+REOPENED = {State.UNDELIVERABLE, State.FAILED}
+# Followers a refusal of the account may write off before a streak shows what it is.
+WRITTEN_OFF_PER_RESTRICTION = 2
 
 aws: LocalAws | None = None  # one moto server for the whole campaign
 
@@ -98,6 +112,7 @@ class ExactlyOnce(RuleBasedStateMachine):
         self.wrote: dict[str, float] = {}  # reply mode: who wrote "hi" after that, and when first
         self.unfollowed_after_writing: set[str] = set()
         self.strangers: list[str] = []
+        self.restrictions = 0  # times X refused every DM of the account for a while
 
     # --- the world changes ---------------------------------------------------------
 
@@ -194,8 +209,21 @@ class ExactlyOnce(RuleBasedStateMachine):
         endpoint, status, body = fault
         if endpoint == "drop":
             self.x.drop_after_store_next()
+        elif endpoint == "empty":
+            self.x.empty_followers_next()
         else:
             self.x.fail_next(endpoint, status, body=body)
+
+    @rule(runs=st.integers(1, 3))
+    def account_refused_for_a_while(self, runs: int) -> None:
+        """X refuses every DM of the account (the same 403 a closed recipient gets) for some runs."""
+        self.restrictions += 1
+        self.x.restrict_dm_sending()
+        try:
+            for _ in range(runs):
+                self._run()
+        finally:
+            self.x.lift_dm_restriction()
 
     @rule(operation=st.sampled_from(["get_item", "put_item", "update_item", "query", "batch_get_item", "unprocessed"]))
     def dynamodb_fault(self, operation: str) -> None:
@@ -239,6 +267,9 @@ class ExactlyOnce(RuleBasedStateMachine):
             assert follower_id in now, f"the ledger forgot {follower_id}"
             if before in FINAL:  # anyone may still opt out, whatever happened before
                 assert now[follower_id] in (before, State.OPTED_OUT), f"{follower_id} went from {before} to {now[follower_id]}"
+            if before in REOPENED:
+                allowed = (before, State.OPTED_OUT, State.PENDING, State.SENDING, State.WELCOMED, State.UNCERTAIN, State.DEPARTED)
+                assert now[follower_id] in allowed, f"{follower_id} went from {before} to {now[follower_id]}"
         self.ledger = now
         if self.mode == "reply":
             self._reply_promise_holds()
@@ -309,6 +340,9 @@ class ExactlyOnce(RuleBasedStateMachine):
             self._digest()
         eligible = set(self.x.follower_ids()) - self.pre_baseline - self.closed_dms
         states = self.world.states()
+        written_off = {f for f in eligible if states.get(f) == State.UNDELIVERABLE and self._welcomes().get(f, 0) == 0}
+        assert len(written_off) <= WRITTEN_OFF_PER_RESTRICTION * self.restrictions, f"written off by refusals: {written_off}"
+        eligible -= written_off
         if self.mode == "dm":
             counts = self._welcomes()
             missing = {f: states.get(f) for f in eligible if counts.get(f, 0) != 1}

@@ -76,10 +76,12 @@ def test_strangers_who_write_get_one_answer_when_the_operator_asks_for_it(world)
 
 
 @pytest.mark.parametrize("message", ["STOP", "stop.", "Stop!!", " unsubscribe ", "Opt-out", "STOP 🛑"])
-def test_an_opt_out_gets_one_confirmation_and_no_welcome_ever_in_any_mode(world, message):
+def test_an_opt_out_after_a_welcome_gets_one_confirmation_and_nothing_ever_again_in_any_mode(world, message):
     start_reply_mode(world)
     fan = world.x.add_followers(1, prefix="new")[0]
     world.run(**REPLY)
+    world.x.receive_dm(fan["id"], "hello!")
+    assert world.run(**REPLY).welcomed == 1
     world.x.receive_dm(fan["id"], message)
     summary = world.run(**REPLY)
     assert summary.opted_out == 1 and summary.confirmations_sent == 1 and summary.welcomed == 0
@@ -88,8 +90,22 @@ def test_an_opt_out_gets_one_confirmation_and_no_welcome_ever_in_any_mode(world,
     world.x.receive_dm(fan["id"], "STOP")
     for mode in ("reply", "dm", "digest", "dm"):
         world.run(welcome_mode=mode)
-    assert len(world.x.dms_to(fan["id"])) == 1, "messaged again after opting out"
+    assert len(world.x.dms_to(fan["id"])) == 2, "messaged again after opting out"
     assert world.states()[fan["id"]] == State.OPTED_OUT
+
+
+def test_an_opt_out_as_a_first_message_is_honoured_silently_in_every_mode(world):
+    start_reply_mode(world)
+    fan = world.x.add_followers(1, prefix="new")[0]
+    world.run(**REPLY)
+    world.x.receive_dm(fan["id"], "STOP")
+    summary = world.run(**REPLY)
+    assert summary.opted_out == 1 and summary.confirmations_sent == 0
+    for mode in ("reply", "dm", "digest", "dm"):
+        world.run(welcome_mode=mode)
+    assert world.x.dm_log == [], "someone Courtesy never wrote to got an automated message"
+    item = world.stack.ledger_items()[fan["id"]]
+    assert item["state"] == State.OPTED_OUT and item["confirmation"] == "not-needed"
 
 
 def test_a_message_that_only_mentions_stop_is_not_an_opt_out(world):
@@ -103,13 +119,15 @@ def test_a_message_that_only_mentions_stop_is_not_an_opt_out(world):
 
 
 def test_an_opt_out_in_a_dry_run_is_recorded_and_nothing_is_sent(world):
-    start_reply_mode(world, dry_run="true")
+    start_reply_mode(world)
     fan = world.x.add_followers(1, prefix="new")[0]
-    world.run(**REPLY, dry_run="true")
+    world.run(**REPLY)
+    world.x.receive_dm(fan["id"], "hi")
+    world.run(**REPLY)  # welcomed, live
     world.x.receive_dm(fan["id"], "stop")
     world.run(**REPLY, dry_run="true")
-    world.run(**REPLY)  # live now: still nothing for them, not even a late confirmation
-    assert world.x.dm_log == []
+    world.run(**REPLY)  # live again: still nothing more for them, not even a late confirmation
+    assert len(world.x.dm_log) == 1 and confirmations_to(world.x, fan["id"]) == []
     item = world.stack.ledger_items()[fan["id"]]
     assert item["state"] == State.OPTED_OUT and item["confirmation"] == "dry-run"
 
@@ -163,6 +181,8 @@ def test_a_crash_while_reading_the_inbox_changes_nothing_of_the_promise(world, m
     start_reply_mode(world)
     fan, quitter = world.x.add_followers(2, prefix="new")
     world.run(**REPLY)
+    world.x.receive_dm(quitter["id"], "hi")
+    world.run(**REPLY)  # the quitter is welcomed, so their opt-out is confirmed
     world.x.receive_dm(fan["id"], "hello")
     world.x.receive_dm(quitter["id"], "unsubscribe")
     with pytest.raises(Crash):
@@ -171,5 +191,5 @@ def test_a_crash_while_reading_the_inbox_changes_nothing_of_the_promise(world, m
         world.run(**REPLY)
     assert len(world.x.dms_to(fan["id"])) == 1
     assert len(confirmations_to(world.x, quitter["id"])) <= 1
-    assert [dm for dm in world.x.dms_to(quitter["id"]) if not dm["text"].startswith("Got it")] == []
+    assert len([dm for dm in world.x.dms_to(quitter["id"]) if not dm["text"].startswith("Got it")]) == 1
     assert world.states()[quitter["id"]] == State.OPTED_OUT

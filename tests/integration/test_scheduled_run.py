@@ -5,6 +5,7 @@ Every promise is checked against the sandbox's own DM log."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -127,7 +128,8 @@ def test_spam_like_followers_are_skipped_with_their_reason_and_notable_ones_get_
     spam = stack.x.add_follower(
         username="spammy", name="Spam", public_metrics={"followers_count": 1, "following_count": 4999, "tweet_count": 0}
     )
-    throwaway = stack.x.add_follower(username="fresh", name="Fresh", created_at="2026-11-25T00:00:00.000Z")
+    created = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(stack.x.now() - 86_400))  # a day old
+    throwaway = stack.x.add_follower(username="fresh", name="Fresh", created_at=created)
     star = stack.x.add_follower(username="star", name="Star Person", verified=True)
     blocked = stack.x.add_follower(username="Blocked_One", name="Blocked")
     regular = stack.x.add_follower(username="regular", name="Regular Person")

@@ -22,6 +22,7 @@ class FakeX:
         self.spent: RateLimited | None = None
         self.lose_answer_to: set[str] = set()  # follower ids whose DM is stored but the answer lost
         self.lookups = 0
+        self.users_looked_up: list[str] = []
         self.follow(followers)
 
     def follow(self, count: int) -> list[Follower]:
@@ -43,6 +44,23 @@ class FakeX:
         self.users_returned += len(page)
         more = start + max_results < len(self.followers)
         return FollowersPage(page, str(start + max_results) if more else None)
+
+    def followers_count(self) -> int:
+        return len(self.followers)
+
+    def users_lookup_spent(self) -> RateLimited | None:
+        return None
+
+    def lookup_users(self, ids) -> dict[str, Follower | None]:
+        """Each id as X shows it now: following the account ("followed_by") or not."""
+        ids = list(dict.fromkeys(ids))
+        self.users_looked_up += ids
+        following = {f.id: f for f in self.followers}
+        out: dict[str, Follower | None] = {}
+        for i in ids:
+            f = following.get(i)
+            out[i] = Follower(f.id, f.username, f.name, {**f.profile, "connection_status": ["followed_by"]}) if f else None
+        return out
 
     def dm_sends_spent(self) -> RateLimited | None:
         return self.spent
@@ -86,7 +104,7 @@ class FakeLedger:
     def known(self, ids: Iterable[str]) -> dict[str, Known]:
         ids = list(ids)
         self.batch_gets += (len(ids) + 99) // 100
-        return {i: Known(self.items[i]["state"]) for i in ids if i in self.items}
+        return {i: Known(self.items[i]["state"], self.items[i].get("asked_at", "")) for i in ids if i in self.items}
 
     def record_baseline(self, followers, now: str) -> int:
         added = 0
@@ -105,7 +123,7 @@ class FakeLedger:
     def skip_pending(self, follower_id, *, reason, now) -> bool:
         return self._move(follower_id, State.PENDING, State.SKIPPED, reason=reason)
 
-    def queue_new(self, f, *, queued_at: str, boundary, now: str, notable: bool = False, queue=State.PENDING) -> bool:
+    def queue_new(self, f, *, queued_at: str, now: str, notable: bool = False, queue=State.PENDING) -> bool:
         if f.id in self.items:
             return False
         self.items[f.id] = {
@@ -115,7 +133,6 @@ class FakeLedger:
             "username": f.username,
             "name": f.name,
             "queued_at": queued_at,
-            "boundary": tuple(boundary),
         }
         return True
 
@@ -123,7 +140,15 @@ class FakeLedger:
         rows = sorted((v["queued_at"], k) for k, v in self.items.items() if v.get("queue", v["state"]) == state and "queued_at" in v)
         rows = rows[:limit] if limit is not None else rows
         return [
-            Entry(k, self.items[k]["state"], self.items[k]["username"], self.items[k]["name"], q, self.items[k].get("claimed_at", ""))
+            Entry(
+                k,
+                self.items[k]["state"],
+                self.items[k]["username"],
+                self.items[k]["name"],
+                q,
+                self.items[k].get("claimed_at", ""),
+                empty_lookup_at=self.items[k].get("empty_lookup_at", ""),
+            )
             for q, k in rows
         ]
 
@@ -161,8 +186,14 @@ class FakeLedger:
     def confirm_uncertain(self, follower_id, *, dm_event_id, now) -> bool:
         return self._move(follower_id, State.UNCERTAIN, State.WELCOMED, dm_event_id=dm_event_id)
 
+    def note_empty_lookup(self, follower_id, *, now) -> bool:
+        return self._move(follower_id, State.UNCERTAIN, State.UNCERTAIN, queue=State.UNCERTAIN, empty_lookup_at=now)
+
     def release_uncertain(self, follower_id, *, now) -> bool:
         return self._move(follower_id, State.UNCERTAIN, State.PENDING)
+
+    def reopen_refused(self, follower_id, *, expected, queue, queued_at, now) -> bool:
+        return self._move(follower_id, expected, State.PENDING, queued_at=queued_at, **({} if queue == State.PENDING else {"queue": queue}))
 
     def expire_uncertain(self, follower_id, *, now) -> bool:
         return self._move(follower_id, State.UNCERTAIN, State.UNCERTAIN, queue=EXPIRED_UNCERTAIN_QUEUE)
@@ -170,13 +201,12 @@ class FakeLedger:
     def mark_departed(self, follower_id, *, now) -> bool:
         return self._move(follower_id, State.PENDING, State.DEPARTED)
 
-    def requeue_departed(self, follower, *, now, queued_at, boundary, queue=State.PENDING) -> bool:
+    def requeue_departed(self, follower, *, now, queued_at, queue=State.PENDING) -> bool:
         return self._move(
             follower.id,
             State.DEPARTED,
             State.PENDING,
             queued_at=queued_at,
-            boundary=tuple(boundary),
             name=follower.name,
             username=follower.username,
             **({} if queue == State.PENDING else {"queue": queue}),

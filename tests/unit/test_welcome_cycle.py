@@ -221,7 +221,7 @@ def test_given_a_5xx_before_the_send_was_accepted_then_the_follower_stays_queued
     assert [len(x.dms_to(f.id)) for f in fans] == [1, 1]
 
 
-def test_given_an_unknown_send_outcome_then_it_is_not_resent_until_the_conversation_shows_no_message(world):
+def test_given_an_unknown_send_outcome_then_it_is_not_resent_until_the_conversation_shows_no_message_twice(world):
     x, ledger, _ = world
     run(world)
     fans = x.follow(2)
@@ -229,8 +229,11 @@ def test_given_an_unknown_send_outcome_then_it_is_not_resent_until_the_conversat
     summary = run(world)
     assert summary.uncertain == 1 and ledger.states()[fans[0].id] == State.UNCERTAIN
     assert x.sent == []  # sending stops for the run: X may be in trouble
-    settled = run(world)  # 15 minutes later: the conversation is checked, nothing there
-    assert settled.reconciled_released == 1 and x.lookups == 1
+    checked = run(world)  # 15 minutes later: the conversation is checked, nothing there yet
+    assert checked.reconciled_checked_once == 1 and checked.reconciled_released == 0 and x.lookups == 1
+    assert x.dms_to(fans[0].id) == []
+    settled = run(world)  # and again, a schedule interval later: still nothing, so never sent
+    assert settled.reconciled_released == 1 and x.lookups == 2
     assert [len(x.dms_to(f.id)) for f in fans] == [1, 1] and ledger.states()[fans[0].id] == State.WELCOMED
 
 
@@ -278,6 +281,7 @@ def test_given_a_run_that_died_after_claiming_then_the_next_run_marks_it_uncerta
     summary = run(world)
     assert ledger.states()[fan.id] == State.UNCERTAIN and summary.uncertain == 1 and x.sent == []
     run(world)
+    run(world)  # two empty conversation lookups a schedule interval apart release it
     assert len(x.dms_to(fan.id)) == 1
 
 
@@ -327,16 +331,19 @@ def test_given_dry_run_then_nothing_is_sent_the_preview_names_each_message_and_n
     assert {ledger.states()[f.id] for f in fans} == {State.PENDING}
 
 
-def test_given_a_follower_scan_failure_then_the_queue_waits_for_a_run_that_can_confirm_they_still_follow(world):
+def test_given_a_follower_scan_failure_then_the_queue_is_still_welcomed_once_x_confirms_they_follow(world):
     x, _, _ = world
     run(world)
-    x.follow(2)
+    fans = x.follow(3)
     run(world, max_welcomes_per_run=1)
+    x.followers.remove(fans[2])  # leaves while the scan cannot read the list
     x.page_error = XUnavailable("503")
     summary = run(world)
-    assert summary.scan_complete is False and summary.welcomed == 0 and summary.pending == 1
+    assert summary.scan_complete is False and summary.welcomed == 1 and summary.departed == 1
+    assert x.users_looked_up == [fans[1].id, fans[2].id]
     x.page_error = None
-    assert run(world).welcomed == 1 and len(x.sent) == 2
+    run(world)
+    assert sorted(r for r, _ in x.sent) == sorted(f.id for f in fans[:2])
 
 
 def test_given_the_lambda_is_nearly_out_of_time_then_no_send_starts_and_the_next_run_catches_up(world):
@@ -360,3 +367,30 @@ def test_given_full_baseline_mode_then_every_current_follower_is_recorded_over_r
     newcomers = x.follow(2)
     run(world, baseline_mode="full")
     assert sorted(r for r, _ in x.sent) == sorted(f.id for f in newcomers)
+
+
+def test_given_the_same_refusal_for_three_recipients_in_a_row_then_it_is_the_account_and_they_wait(world):
+    x, ledger, _ = world
+    run(world)
+    fans = x.follow(5)
+    for fan in fans[:3]:
+        x.send_errors[fan.id] = MessageRejected("400: the account may not send this")
+    summary = run(world)
+    assert summary.account_refused and summary.failed == 0 and x.sent == []
+    assert [ledger.states()[f.id] for f in fans] == [State.PENDING] * 5
+    assert run(world).welcomed == 5 and not ledger.meta.refusals
+
+
+def test_given_refusals_that_differ_or_are_broken_by_a_send_then_each_recipient_is_written_off_once(world):
+    x, ledger, _ = world
+    run(world)
+    fans = x.follow(5)
+    x.send_errors[fans[0].id] = RecipientCannotBeMessaged("403: closed")
+    x.send_errors[fans[1].id] = RecipientCannotBeMessaged("403: closed")
+    x.send_errors[fans[3].id] = RecipientCannotBeMessaged("403: closed")
+    summary = run(world)
+    assert not summary.account_refused and summary.welcomed == 2 and summary.skipped == 3
+    assert [ledger.states()[f.id] for f in fans] == [State.UNDELIVERABLE, State.UNDELIVERABLE, State.WELCOMED] * 1 + [
+        State.UNDELIVERABLE,
+        State.WELCOMED,
+    ]

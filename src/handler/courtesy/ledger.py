@@ -42,6 +42,15 @@ class State:
     OPTED_OUT = "opted_out"  # wrote "stop" (or the like): never messaged again, in any mode
     LISTING = "listing"  # in a digest being published (digest mode)
     LISTED = "listed"  # shown to a person in a digest, to welcome by hand: never messaged by Courtesy
+    # Wrote to the account (reply mode) before any scan saw them follow: if a scan finds them
+    # following within a day, they are owed the welcome their message asked for.
+    WROTE = "wrote"
+
+
+# States in which a person has had a message from Courtesy: only they are sent an opt-out
+# confirmation. Everyone else opts out silently (an automated answer would be the first
+# automated message they ever got).
+MESSAGED_STATES = (State.WELCOMED,)
 
 
 # Uncertain sends too old to check (X keeps DM events 30 days) wait here forever, reported, never resent.
@@ -62,6 +71,7 @@ class Confirmation:
     SENDING = "sending"  # a send started; if the run died it is never resent (none is better than two)
     SENT = "sent"
     DRY_RUN = "dry-run"  # opted out during a dry run: recorded, nothing sent
+    NOT_NEEDED = "not-needed"  # Courtesy never wrote to them: nothing to confirm, nothing sent
     UNDELIVERABLE = "undeliverable"
     FAILED = "failed"
 
@@ -74,13 +84,13 @@ class Entry:
     name: str
     queued_at: str = ""
     claimed_at: str = ""
-    # Followers who were just below this one in the list when it was queued: reading
-    # past them without meeting this follower means they left.
-    boundary: tuple[str, ...] = ()
     notable: bool = False
     asked_at: str = ""  # when they wrote to the account (reply mode)
     via: str = ""  # "message": not a follower; they wrote (reply mode, non-followers answered)
     run_id: str = ""  # the run (or digest) that claimed them
+    # An uncertain send whose conversation showed no message from us once: a second empty
+    # lookup a while later releases it (one empty answer is not evidence enough).
+    empty_lookup_at: str = ""
 
 
 @dataclass(frozen=True)
@@ -88,6 +98,7 @@ class Known:
     """What a scan needs to know of a follower already in the ledger."""
 
     state: str
+    asked_at: str = ""  # when they wrote to the account, if they did (reply mode)
 
 
 @dataclass
@@ -108,6 +119,13 @@ class Meta:
     dm_page_size: int = 0
     # Older stretches of the inbox still to read after a burst: [pagination token, floor id] pairs.
     dm_gaps: list[list[str]] = field(default_factory=list)
+    # Sends refused in the same way in a row, to different recipients: {"signature": ...,
+    # "people": [[follower id, state written, queue], ...]}. Enough of them means the account
+    # or app is refused, not the recipients (see welcome_cycle).
+    refusals: dict[str, Any] = field(default_factory=dict)
+    # The refusal last judged to be about the account, and for how many runs in a row.
+    account_refusal: str = ""
+    account_refused_runs: int = 0
 
 
 def iso(moment: datetime) -> str:
@@ -166,6 +184,9 @@ class Ledger:
             dm_cursor=raw.get("dm_cursor", ""),
             dm_page_size=int(raw.get("dm_page_size", 0)),
             dm_gaps=json.loads(raw.get("dm_gaps") or "[]"),
+            refusals=json.loads(raw.get("refusals") or "{}"),
+            account_refusal=raw.get("account_refusal", ""),
+            account_refused_runs=int(raw.get("account_refused_runs", 0)),
         )
 
     def save_meta(self, meta: Meta) -> None:
@@ -186,6 +207,9 @@ class Ledger:
                 "dm_cursor": _s(meta.dm_cursor),
                 "dm_page_size": _n(meta.dm_page_size),
                 "dm_gaps": _s(json.dumps(meta.dm_gaps)),
+                "refusals": _s(json.dumps(meta.refusals)),
+                "account_refusal": _s(meta.account_refusal),
+                "account_refused_runs": _n(meta.account_refused_runs),
             },
         )
 
@@ -244,7 +268,7 @@ class Ledger:
             request = {
                 self._table: {
                     "Keys": [{"follower_id": _s(i)} for i in ids[start : start + BATCH_GET_LIMIT]],
-                    "ProjectionExpression": "follower_id, #state",
+                    "ProjectionExpression": "follower_id, #state, asked_at",
                     "ExpressionAttributeNames": {"#state": "state"},
                     "ConsistentRead": True,
                 }
@@ -254,7 +278,7 @@ class Ledger:
                 answer = self._db.batch_get_item(RequestItems=request)
                 for item in answer.get("Responses", {}).get(self._table, []):
                     raw = _plain(item)
-                    known[raw["follower_id"]] = Known(raw.get("state", ""))
+                    known[raw["follower_id"]] = Known(raw.get("state", ""), raw.get("asked_at", ""))
                 request = answer.get("UnprocessedKeys") or {}
                 if not request:
                     break
@@ -271,22 +295,42 @@ class Ledger:
                 added += 1
         return added
 
-    def queue_new(
-        self, follower: Follower, *, queued_at: str, boundary: list[str], now: str, notable: bool = False, queue: str | None = State.PENDING
-    ) -> bool:
+    def queue_new(self, follower: Follower, *, queued_at: str, now: str, notable: bool = False, queue: str | None = State.PENDING) -> bool:
         """Record a follower seen for the first time as pending, in ``queue`` (None: in no
         queue, as reply mode keeps followers until they write). False if already known."""
-        extra = {
-            "state": _s(State.PENDING),
-            "first_seen_at": _s(now),
-            "queued_at": _s(queued_at),
-            "boundary": _s(",".join(boundary)),
-        }
+        extra = {"state": _s(State.PENDING), "first_seen_at": _s(now), "queued_at": _s(queued_at)}
         if queue:
             extra["queue"] = _s(queue)
         if notable:
             extra["notable"] = _s("true")
         return self._put_if_absent(follower, extra)
+
+    def adopt_writer(self, follower: Follower, *, queued_at: str, now: str, notable: bool, queue: str | None) -> bool:
+        """wrote -> pending: someone who wrote before a scan saw them follow is now a follower."""
+        fields = {"username": follower.username, "name": follower.name, "queued_at": queued_at, "followed_seen_at": now}
+        if notable:
+            fields["notable"] = "true"
+        return self._transition(follower.id, expected=State.WROTE, new=State.PENDING, fields=fields, queue=queue)
+
+    def skip_writer(self, follower: Follower, *, reason: str, now: str) -> bool:
+        """wrote -> skipped: they follow now, and the filters turn them away."""
+        fields = {"username": follower.username, "name": follower.name, "reason": reason, "skipped_at": now}
+        return self._transition(follower.id, expected=State.WROTE, new=State.SKIPPED, fields=fields)
+
+    def note_writer(self, person_id: str, *, asked_at: str) -> bool:
+        """Someone the ledger does not know wrote to the account (reply mode): remember when,
+        so a scan that finds them following soon after still owes them their welcome."""
+        extra = {"state": _s(State.WROTE), "asked_at": _s(asked_at), "first_seen_at": _s(asked_at)}
+        if self._put_if_absent(Follower(person_id, "", ""), extra):
+            return True
+        # Known as a writer already: keep their latest message's time.
+        return self._update(
+            person_id,
+            "SET asked_at = :asked",
+            "#state = :wrote AND asked_at < :asked",
+            {"#state": "state"},
+            {":asked": _s(asked_at), ":wrote": _s(State.WROTE)},
+        )
 
     def record_skipped(self, follower: Follower, *, reason: str, now: str) -> bool:
         """Remember a new follower the filters turned away, and why. False if already known."""
@@ -334,11 +378,11 @@ class Ledger:
                         raw.get("name", ""),
                         raw.get("queued_at", ""),
                         raw.get("claimed_at", ""),
-                        tuple(i for i in raw.get("boundary", "").split(",") if i),
                         raw.get("notable") == "true",
                         raw.get("asked_at", ""),
                         raw.get("via", ""),
                         raw.get("run_id", ""),
+                        raw.get("empty_lookup_at", ""),
                     )
                 )
             if "LastEvaluatedKey" not in answer:
@@ -407,8 +451,13 @@ class Ledger:
         fields = {"welcomed_at": now, "dm_event_id": dm_event_id, "reconciled_at": now}
         return self._transition(follower_id, expected=State.UNCERTAIN, new=State.WELCOMED, fields=fields)
 
+    def note_empty_lookup(self, follower_id: str, *, now: str) -> bool:
+        """The conversation showed no message from us once: remembered, still uncertain."""
+        fields = {"empty_lookup_at": now}
+        return self._transition(follower_id, expected=State.UNCERTAIN, new=State.UNCERTAIN, fields=fields, queue=State.UNCERTAIN)
+
     def release_uncertain(self, follower_id: str, *, now: str) -> bool:
-        """uncertain -> pending: the conversation shows no message from us."""
+        """uncertain -> pending: two lookups a while apart show no message from us."""
         fields = {"detail": "no message found in the conversation", "reconciled_at": now}
         return self._transition(follower_id, expected=State.UNCERTAIN, new=State.PENDING, fields=fields, queue=State.PENDING)
 
@@ -420,18 +469,17 @@ class Ledger:
     def mark_departed(self, follower_id: str, *, now: str) -> bool:
         return self._transition(follower_id, expected=State.PENDING, new=State.DEPARTED, fields={"departed_at": now})
 
-    def requeue_departed(
-        self, follower: Follower, *, now: str, queued_at: str, boundary: list[str], queue: str | None = State.PENDING
-    ) -> bool:
+    def requeue_departed(self, follower: Follower, *, now: str, queued_at: str, queue: str | None = State.PENDING) -> bool:
         """departed -> pending: they followed again before ever being welcomed."""
-        fields = {
-            "username": follower.username,
-            "name": follower.name,
-            "queued_at": queued_at,
-            "boundary": ",".join(boundary),
-            "returned_at": now,
-        }
+        fields = {"username": follower.username, "name": follower.name, "queued_at": queued_at, "returned_at": now}
         return self._transition(follower.id, expected=State.DEPARTED, new=State.PENDING, fields=fields, queue=queue)
+
+    def reopen_refused(self, follower_id: str, *, expected: str, queue: str | None, queued_at: str, now: str) -> bool:
+        """undeliverable or failed -> pending, back in ``queue`` (None: in none, as reply mode keeps
+        followers who have not written): the refusal turned out to be about the account or app,
+        not this follower, or a person fixed its cause (``courtesy requeue``)."""
+        fields = {"queued_at": queued_at, "reopened_at": now, "reopened_from": expected}
+        return self._transition(follower_id, expected=expected, new=State.PENDING, fields=fields, queue=queue)
 
     # --- modes: moving between queues, replies, digests, opt-outs ----------------
 
@@ -470,15 +518,13 @@ class Ledger:
         }
         return self._put_if_absent(Follower(sender_id, username, name), extra)
 
-    def opt_out(self, person_id: str, *, known_state: str | None, word: str, now: str, confirm: bool) -> bool:
+    def opt_out(self, person_id: str, *, known_state: str | None, word: str, now: str, confirmation: str) -> bool:
         """Record that this person asked for no more messages. Permanent: every send starts
-        from "pending", which they never are again. ``confirm``: their one confirmation is due.
-        False if they had opted out already."""
-        fields = {
-            "opted_out_at": now,
-            "opt_out_word": word,
-            "confirmation": Confirmation.DUE if confirm else Confirmation.DRY_RUN,
-        }
+        from "pending", which they never are again. ``confirmation``: Confirmation.DUE queues
+        their one confirmation; anything else says why none is sent. False if they had opted
+        out already."""
+        confirm = confirmation == Confirmation.DUE
+        fields = {"opted_out_at": now, "opt_out_word": word, "confirmation": confirmation}
         queue = OPT_OUT_CONFIRM_QUEUE if confirm else None
         if confirm:
             fields["queued_at"] = now

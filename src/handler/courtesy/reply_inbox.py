@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from courtesy.errors import RateLimited, UnexpectedAnswer, XUnavailable
-from courtesy.ledger import Known, Ledger, Meta, State, iso, queue_key
+from courtesy.ledger import MESSAGED_STATES, Confirmation, Known, Ledger, Meta, State, iso, queue_key
 from courtesy.observability import logger
 from courtesy.opt_out import opt_out_word
 from courtesy.settings import Settings
@@ -116,7 +116,7 @@ class ReplyInbox:
             record = known.get(sender)
             state = record.state if record else None
             if word := opt_out_word(event.text):
-                if self.ledger.opt_out(sender, known_state=state, word=word, now=iso(self.now()), confirm=not self.settings.dry_run):
+                if self.ledger.opt_out(sender, known_state=state, word=word, now=iso(self.now()), confirmation=self._confirmation(state)):
                     self.summary.opted_out += 1
                     logger.info("Opted out: never messaged again", extra={"follower_id": sender, "word": word})
                 known[sender] = Known(State.OPTED_OUT)
@@ -132,8 +132,19 @@ class ReplyInbox:
                 ):
                     self.summary.replies_due += 1
                     known[sender] = Known(State.PENDING)
-            # Anyone else (followed before Courtesy started, welcomed, skipped, not a
-            # follower) is left alone: a person answers them, or nobody.
+            elif state in (None, State.WROTE):
+                # Not known as a follower yet: maybe they followed since this run's scan, or
+                # will soon. A scan that finds them following within a day owes them the welcome.
+                self.ledger.note_writer(sender, asked_at=iso(event.created_at))
+                known[sender] = Known(State.WROTE)
+            # Anyone else (followed before Courtesy started, welcomed, skipped) is left alone:
+            # a person answers them, or nobody.
+
+    def _confirmation(self, state: str | None) -> str:
+        """Only someone Courtesy has written to gets the one confirmation of their opt-out."""
+        if state not in MESSAGED_STATES:
+            return Confirmation.NOT_NEEDED
+        return Confirmation.DRY_RUN if self.settings.dry_run else Confirmation.DUE
 
     @staticmethod
     def _one_to_one(event: DmEvent, account: str) -> bool:

@@ -9,9 +9,13 @@ and ``ledger`` (courtesy.ledger.Ledger). Order of a run:
 3. Later runs: read followers newest first until the remembered head of the list
    is met again; filter the new ones and queue the rest.
 4. Settle uncertain sends from the 1:1 conversation, within a small budget.
-5. Welcome the queue oldest first, once each is confirmed as still following,
-   within the per-run cap, the daily limit, X's rate limits and the time left:
-   claim, send, record.
+5. Welcome the queue oldest first, once X confirms each still follows (a batched
+   user lookup for those not met in this run's pages), within the per-run cap, the
+   daily limit, X's rate limits and the time left: claim, send, record.
+
+Answers from X that contradict what the ledger knows (an empty page for an account
+with followers, a list that ends without any follower known to be there) are not
+believed: nothing is recorded, the summary says so, and the next run reads again.
 
 The welcome mode decides which queue step 5 welcomes. ``dm``: every new follower.
 ``reply``: only followers who wrote to the account (its inbox is read after step 4,
@@ -36,7 +40,7 @@ from courtesy.errors import (
     UnexpectedAnswer,
     XUnavailable,
 )
-from courtesy.filters import BLOCKLISTED, DMS_CLOSED
+from courtesy.filters import BLOCKLISTED, DMS_CLOSED, PROTECTED
 from courtesy.ledger import (
     DIGEST_QUEUE,
     EXPIRED_UNCERTAIN_QUEUE,
@@ -55,7 +59,7 @@ from courtesy.messages import MessageTemplates
 from courtesy.observability import logger
 from courtesy.reply_inbox import ReplyInbox
 from courtesy.settings import Settings
-from courtesy.x_account import Follower, FollowersPage, XAccount, parse_time
+from courtesy.x_account import Follower, FollowersPage, XAccount, follows_account, parse_time
 from courtesy.x_limits import DM_EVENTS_KEPT_DAYS, FOLLOWERS_PAGE_MAX
 
 # The default baseline reads one page this size, whatever the account's size.
@@ -74,14 +78,17 @@ MIN_PAGE_SIZE = HEAD_MATCH + 1
 # When the head has gone (every member left), this many other known followers in a
 # row end the scan instead, so it can never run down a million-follower list.
 KNOWN_FALLBACK = 25
-# A queued follower not met in a run's pages has left once this many of the followers
-# who were just below them when they were queued have been read.
-DEPARTED_MATCH = 2
+# A first page shorter than this far below what X's follower count promises is not
+# believed (counts include accounts the list leaves out, so a few missing are normal).
+BASELINE_SHORTFALL_TOLERANCE = 5
 # A full baseline reads at most this many pages per run, then resumes next run.
 FULL_BASELINE_PAGES_PER_RUN = 20
-# Pages read past the scan to check that older queued followers still follow
-# (200, 400, 800, 1,000, ...: about 6,000 followers deep at most).
-PRESENCE_PAGES_PER_RUN = 8
+# Rounds of presence lookups per run: a round whose candidates turn out to have left is
+# followed by another, so departures do not leave a run's sending room unused.
+PRESENCE_ROUNDS_PER_RUN = 3
+# This many sends in a row refused in the same way (status and problem), to different
+# recipients, means X refuses the account or app, not them: stop, and put them back.
+ACCOUNT_REFUSAL_STREAK = 3
 # Seconds kept in hand before the Lambda timeout: no new page or send below this.
 TIME_RESERVE_SECONDS = 20.0
 # When X gives no reset time, wait this long before sending again (one DM window).
@@ -94,6 +101,12 @@ DM_RESET_GRACE_SECONDS = 30
 RECONCILE_PER_RUN = 3
 # Wait this long after a send before looking for it, so X's lookups have caught up.
 RECONCILE_AFTER = timedelta(minutes=10)
+# One empty conversation is not proof the message does not exist (X's reads lag): a second
+# empty lookup at least this long after the first releases the send.
+RECONCILE_CONFIRM_AFTER = timedelta(minutes=10)
+# A message from someone not yet seen to follow owes them a welcome if a scan finds them
+# following within this time.
+WROTE_BEFORE_FOLLOW_WINDOW = timedelta(days=1)
 # X keeps DM events 30 days; past this age a missing message proves nothing.
 RECONCILE_WITHIN = timedelta(days=DM_EVENTS_KEPT_DAYS - 1)
 # The queue each mode welcomes from (digest: the daily digest lists it; nothing is sent).
@@ -132,6 +145,13 @@ class RunSummary:
     confirmations_sent: int = 0
     rate_limited: bool = False
     scan_complete: bool = True
+    # X's followers answer contradicted the ledger (an empty page, or a list that ended
+    # without any follower known to be there): nothing of it was recorded.
+    scan_doubted: bool = False
+    presence_lookups: int = 0  # users looked up to confirm queued followers still follow
+    reconciled_checked_once: int = 0  # uncertain sends with one empty lookup: checked again later
+    account_refused: bool = False  # sending stopped: X refused the account or app, not recipients
+    account_refused_runs: int = 0  # consecutive runs stopped that way
     would_welcome: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -160,9 +180,9 @@ class WelcomeCycle:
         self.started = iso(now())  # one time for the run's queue keys, so they sort by position
         # What this run has read of the followers list, newest first.
         self.present: dict[str, Follower] = {}  # followers seen in this run's pages, in list order
-        self.next_token: str | None = None  # where reading can go on
-        self.reached_end = False  # a page said there is nothing further down
+        self.current: dict[str, Follower] = {}  # queued followers as this run's lookup showed them
         self.position = 0
+        self._written_off: dict[str, str] = {}  # refused this run: follower id -> skip reason ("" = failed)
 
     def run(self) -> RunSummary:
         meta = self.ledger.load_meta() or Meta()
@@ -216,6 +236,8 @@ class WelcomeCycle:
         if self.settings.baseline_mode == "newest-page":
             page = self.x.followers_page(meta.account_id, max_results=BASELINE_PAGE_SIZE)
             self.summary.followers_read += len(page.followers)
+            if not self._last_page_believed(page, asked=BASELINE_PAGE_SIZE):
+                return  # the baseline waits: nothing recorded, the next run reads again
             self.ledger.record_baseline(page.followers, now)
             meta.head = [f.id for f in page.followers[:HEAD_SIZE]]
             meta.baseline_done = True
@@ -229,6 +251,8 @@ class WelcomeCycle:
         for _ in range(FULL_BASELINE_PAGES_PER_RUN):
             page = self.x.followers_page(meta.account_id, max_results=FOLLOWERS_PAGE_MAX, token=token)
             self.summary.followers_read += len(page.followers)
+            if token is None and not self._last_page_believed(page, asked=FOLLOWERS_PAGE_MAX):
+                return
             self.ledger.record_baseline(page.followers, now)
             if token is None:
                 meta.head = [f.id for f in page.followers[:HEAD_SIZE]]
@@ -243,6 +267,29 @@ class WelcomeCycle:
                 break
         self.summary.notes.append("full baseline continues next run")
 
+    def _last_page_believed(self, page: FollowersPage, *, asked: int) -> bool:
+        """A first page that says the list ends here, with fewer followers than asked for, is
+        checked against the account's follower count: X's empty-page answer for an account
+        with followers must not become a baseline that takes everyone for new later."""
+        if page.next_token is not None or len(page.followers) >= asked:
+            return True
+        try:
+            count = self.x.followers_count()
+        except (XUnavailable, UnexpectedAnswer, RateLimited) as exc:
+            self._doubt(f"a short first page could not be checked against the follower count ({exc})")
+            return False
+        shortfall = min(asked, count) - len(page.followers)
+        if (count and not page.followers) or shortfall > BASELINE_SHORTFALL_TOLERANCE:
+            self._doubt(f"X listed {len(page.followers)} followers but counts {count}")
+            return False
+        return True
+
+    def _doubt(self, reason: str) -> None:
+        self.summary.scan_complete = False
+        self.summary.scan_doubted = True
+        self.summary.notes.append(f"X's followers answer not believed: {reason}; nothing recorded, the next run reads again")
+        logger.warning("X's followers answer contradicts the ledger; nothing recorded", extra={"reason": reason})
+
     # --- 3. finding new followers ------------------------------------------
 
     def _scan(self, meta: Meta) -> None:
@@ -251,8 +298,7 @@ class WelcomeCycle:
             head = self._read_until_known(meta)
         except (XUnavailable, UnexpectedAnswer, RateLimited) as exc:
             # Nothing of this scan was recorded; the next run reads the same again
-            # (a same-day re-read is billed once). The queue waits for a run that can
-            # confirm its followers still follow.
+            # (a same-day re-read is billed once).
             self.summary.scan_complete = False
             self.summary.notes.append(f"follower scan stopped: {exc}")
             logger.warning("Follower scan stopped early", extra={"reason": str(exc)})
@@ -269,13 +315,11 @@ class WelcomeCycle:
         known = self.ledger.known(f.id for f in page.followers)
         for follower in page.followers:
             self.present[follower.id] = follower
-        self.next_token = page.next_token
-        self.reached_end = page.next_token is None
         return page, known
 
     def _read_until_known(self, meta: Meta) -> list[str]:
         """Read pages newest first until the boundary of what is known, then record the new
-        followers found, oldest first. Returns the new head, or [] if the scan ran out of time.
+        followers found, oldest first. Returns the new head, or [] if nothing was recorded.
 
         Nothing is written until the boundary is reached, and then the deepest first: a
         crash or an error mid-scan can never leave recorded followers above unrecorded
@@ -285,7 +329,7 @@ class WelcomeCycle:
         token: str | None = None
         met: list[str] = []  # head members met in a row in their remembered order
         other_known = 0
-        found: list[tuple[Follower, str, bool]] = []  # (follower, queue key, came back after leaving)
+        found: list[tuple[Follower, str, Known | None]] = []  # (follower, queue key, what the ledger knew)
         while True:
             page, known = self._read_page(meta, page_size=page_size, token=token)
             for follower in page.followers:
@@ -298,13 +342,16 @@ class WelcomeCycle:
                 if follower.id in head:
                     in_order = met and head[follower.id] > head[met[-1]]
                     met = [*met, follower.id] if in_order else [follower.id]
-                elif record is None or record.state == State.DEPARTED:
-                    found.append((follower, queue_key(self.started, self.position), record is not None))
+                elif record is None or record.state in (State.DEPARTED, State.WROTE):
+                    found.append((follower, queue_key(self.started, self.position), record))
                     other_known = 0
                 else:
                     other_known += 1
-            if len(met) >= HEAD_MATCH or other_known >= KNOWN_FALLBACK or page.next_token is None:
-                self._record_found(found, boundary=met)
+            at_boundary = len(met) >= HEAD_MATCH or other_known >= KNOWN_FALLBACK
+            if at_boundary or page.next_token is None:
+                if not at_boundary and not met and not other_known and not self._end_believed(meta):
+                    return []
+                self._record_found(found)
                 return list(self.present)[:HEAD_SIZE]
             if self.time_left() < TIME_RESERVE_SECONDS:
                 # Recording only the newer part would hide the older part below it from
@@ -316,71 +363,99 @@ class WelcomeCycle:
             # Pages with nothing known yet mean a burst: ask for more at once.
             page_size = MIN_PAGE_SIZE if met or other_known else min(FOLLOWERS_PAGE_MAX, page_size * 2)
 
-    def _record_found(self, found: list[tuple[Follower, str, bool]], *, boundary: list[str]) -> None:
+    def _end_believed(self, meta: Meta) -> bool:
+        """The list ended (or was empty) without a single follower the ledger knows. True only
+        if X confirms that none of the remembered head still follows."""
+        if not meta.head:
+            return True  # nothing known to contradict it (the account had no followers)
+        try:
+            users = self.x.lookup_users(meta.head)
+        except (XUnavailable, UnexpectedAnswer, RateLimited) as exc:
+            self._doubt(f"the list ended without any known follower, and X could not be asked about them ({exc})")
+            return False
+        self.summary.presence_lookups += len(meta.head)
+        still = sum(1 for user in users.values() if user is not None and follows_account(user))
+        if still:
+            self._doubt(f"the list ended without any known follower, yet {still} of them still follow")
+            return False
+        return True
+
+    def _record_found(self, found: list[tuple[Follower, str, Known | None]]) -> None:
         filters = self.settings.filters
-        for follower, key, returning in reversed(found):  # the deepest (oldest follow) first
-            if returning:
+        for follower, key, record in reversed(found):  # the deepest (oldest follow) first
+            wrote = record is not None and record.state == State.WROTE
+            if record is not None and record.state == State.DEPARTED:
                 # Left before their welcome and came back: welcome them after all.
-                added = self.ledger.requeue_departed(
-                    follower, now=self.started, queued_at=key, boundary=boundary, queue=self._queue_for_new()
-                )
+                added = self.ledger.requeue_departed(follower, now=self.started, queued_at=key, queue=self._queue_for_new())
             elif reason := filters.reason_to_skip(follower, self.now()):
-                if added := self.ledger.record_skipped(follower, reason=reason, now=self.started):
+                if wrote:
+                    added = self.ledger.skip_writer(follower, reason=reason, now=self.started)
+                else:
+                    added = self.ledger.record_skipped(follower, reason=reason, now=self.started)
+                if added:
                     self._count_skip(reason)
                     logger.info("Follower skipped", extra={"follower_id": follower.id, "reason": reason})
+            elif wrote and record is not None:
+                queue, key = self._queue_for_writer(record, key)
+                notable = filters.is_notable(follower)
+                added = self.ledger.adopt_writer(follower, queued_at=key, now=self.started, notable=notable, queue=queue)
+                if added and queue == REPLY_DUE_QUEUE:
+                    self.summary.replies_due += 1
+                    logger.info("Follower wrote before a scan saw them follow: owed a welcome", extra={"follower_id": follower.id})
             else:
                 notable = filters.is_notable(follower)
-                added = self.ledger.queue_new(
-                    follower, queued_at=key, boundary=boundary, now=self.started, notable=notable, queue=self._queue_for_new()
-                )
+                added = self.ledger.queue_new(follower, queued_at=key, now=self.started, notable=notable, queue=self._queue_for_new())
             self.summary.new_followers += int(added)
 
     def _queue_for_new(self) -> str | None:
         """Where a new follower waits: reply mode keeps them in no queue until they write."""
         return None if self.mode == "reply" else MODE_QUEUE[self.mode]
 
+    def _queue_for_writer(self, record: Known, key: str) -> tuple[str | None, str]:
+        """Where a follower who wrote before being seen waits, and their queue key: in reply
+        mode, owed their welcome if they wrote within the window (keyed by when they wrote)."""
+        asked = parse_time(record.asked_at)
+        if self.mode == "reply":
+            if asked is not None and self.now() - asked <= WROTE_BEFORE_FOLLOW_WINDOW:
+                return REPLY_DUE_QUEUE, queue_key(record.asked_at, 0)
+            return None, key
+        return self._queue_for_new(), key
+
     def _count_skip(self, reason: str) -> None:
         self.summary.skipped += 1
         self.summary.skipped_by_reason[reason] = self.summary.skipped_by_reason.get(reason, 0) + 1
 
-    def _still_following(self, meta: Meta, candidates: list[Entry]) -> list[Entry]:
-        """The candidates who still follow the account. One not in this run's pages is looked
-        for further down the list; once DEPARTED_MATCH of the followers who were just below
-        them when they were queued have been read without meeting them, they have left:
-        marked departed, not messaged."""
-        pages = 0
-        while True:
-            confirmed, unseen = [], []
-            for entry in candidates:
-                if entry.follower_id in self.present:
-                    confirmed.append(entry)
-                elif self.reached_end or (
-                    entry.boundary and sum(i in self.present for i in entry.boundary) >= min(DEPARTED_MATCH, len(entry.boundary))
-                ):
-                    if self.ledger.mark_departed(entry.follower_id, now=iso(self.now())):
-                        self.summary.departed += 1
-                        logger.info("Follower left before their welcome", extra={"follower_id": entry.follower_id})
-                else:
-                    unseen.append(entry)
-            if not unseen:
-                return confirmed
-            if pages >= PRESENCE_PAGES_PER_RUN or not self.present or self.time_left() < TIME_RESERVE_SECONDS:
-                self.summary.notes.append(f"{len(unseen)} queued followers not confirmed as followers yet; they wait")
-                return confirmed
-            pages += 1
+    def _confirm_following(self, entries: list[Entry]) -> list[Entry]:
+        """The entries X confirms still follow the account. Those met in this run's pages need
+        no question; the others are asked about in one batched user lookup. Someone X shows as
+        not following (or no longer there) has left: marked departed, never messaged; if they
+        follow again, a scan queues them again."""
+        ask = [e.follower_id for e in entries if e.follower_id not in self.present and e.via != "message"]
+        if ask:
+            if spent := self.x.users_lookup_spent():
+                self.summary.notes.append(f"{len(ask)} queued followers wait: {spent}")
+                return [e for e in entries if e.follower_id not in ask]
             try:
-                # Growing pages: a backlog a few hundred deep is not read a thousand at a time.
-                self._read_page(meta, page_size=min(FOLLOWERS_PAGE_MAX, 100 * 2**pages), token=self.next_token)
+                users = self.x.lookup_users(ask)
             except (XUnavailable, UnexpectedAnswer, RateLimited) as exc:
-                self.summary.notes.append(f"presence check stopped: {exc}")
-                return confirmed
-            candidates = confirmed + unseen
+                self.summary.notes.append(f"{len(ask)} queued followers wait: presence lookup stopped: {exc}")
+                return [e for e in entries if e.follower_id not in ask]
+            self.summary.presence_lookups += len(ask)
+            for follower_id in ask:
+                user = users.get(follower_id)
+                if user is not None and follows_account(user):
+                    self.current[follower_id] = user
+                elif self.ledger.mark_departed(follower_id, now=iso(self.now())):
+                    self.summary.departed += 1
+                    logger.info("Follower left before their welcome", extra={"follower_id": follower_id})
+        return [e for e in entries if e.via == "message" or e.follower_id in self.present or e.follower_id in self.current]
 
     # --- 4. settling uncertain sends ------------------------------------------
 
     def _reconcile_uncertain(self, meta: Meta) -> None:
-        """Look in the conversation for each uncertain send: found means welcomed, absent
-        means it may be sent normally. Never more than RECONCILE_PER_RUN lookups a run."""
+        """Look in the conversation for each uncertain send: found means welcomed; absent in two
+        lookups at least RECONCILE_CONFIRM_AFTER apart means it may be sent normally (one empty
+        answer is not evidence enough). Never more than RECONCILE_PER_RUN lookups a run."""
         budget = RECONCILE_PER_RUN
         now = self.now()
         for entry in self.ledger.queued(State.UNCERTAIN, limit=50):
@@ -390,7 +465,8 @@ class WelcomeCycle:
                 self.ledger.expire_uncertain(entry.follower_id, now=iso(now))
                 logger.warning("Uncertain send too old to check; never resent", extra={"follower_id": entry.follower_id})
                 continue
-            if now - sent_at < RECONCILE_AFTER or budget == 0:
+            checked = parse_time(entry.empty_lookup_at)
+            if now - sent_at < RECONCILE_AFTER or budget == 0 or (checked and now - checked < RECONCILE_CONFIRM_AFTER):
                 continue
             budget -= 1
             try:
@@ -401,6 +477,9 @@ class WelcomeCycle:
             if dm_event_id:
                 if self.ledger.confirm_uncertain(entry.follower_id, dm_event_id=dm_event_id, now=iso(now)):
                     self.summary.reconciled_welcomed += 1
+            elif checked is None:
+                if self.ledger.note_empty_lookup(entry.follower_id, now=iso(now)):
+                    self.summary.reconciled_checked_once += 1
             elif self.ledger.release_uncertain(entry.follower_id, now=iso(now)):
                 self.summary.reconciled_released += 1
             logger.info("Uncertain send settled", extra={"follower_id": entry.follower_id, "found": bool(dm_event_id)})
@@ -481,38 +560,53 @@ class WelcomeCycle:
         room -= used
         if room <= 0 or not go_on:
             return
-        queued = self.ledger.queued(MODE_QUEUE[self.mode], limit=room)
-        # Non-followers who wrote (reply mode) are not in the followers list to look for.
-        confirmed = {e.follower_id for e in self._still_following(meta, [e for e in queued if e.via != "message"])}
-        candidates = [e for e in queued if e.via == "message" or e.follower_id in confirmed]
-        for entry in candidates:
-            if self.time_left() < TIME_RESERVE_SECONDS:
-                self.summary.notes.append("stopped sending: Lambda time nearly spent")
+        handled: set[str] = set()
+        for _ in range(PRESENCE_ROUNDS_PER_RUN):
+            asked_for = room + len(handled)
+            queued = self.ledger.queued(MODE_QUEUE[self.mode], limit=asked_for)
+            fresh = [e for e in queued if e.follower_id not in handled]
+            handled.update(e.follower_id for e in fresh)
+            departed_before = self.summary.departed
+            for entry in self._confirm_following(fresh):
+                if self.time_left() < TIME_RESERVE_SECONDS:
+                    self.summary.notes.append("stopped sending: Lambda time nearly spent")
+                    return
+                if not self._welcome_entry(meta, entry):
+                    return
+                room -= 1
+            # Another round only when departures left room unused and more may be queued.
+            if room <= 0 or self.summary.departed == departed_before or len(queued) < asked_for:
                 return
-            # Names change: greet people by the name they have now when this run read it.
-            current = self.present.get(entry.follower_id)
-            name, username = (current.name, current.username) if current else (entry.name, entry.username)
-            reason = BLOCKLISTED if self.settings.filters.is_blocked(entry.follower_id, username) else None
-            if current and current.profile.get("receives_your_dm") is False:
-                reason = reason or DMS_CLOSED  # closed since they were queued: X would refuse
-            if reason:
-                if self.ledger.skip_pending(entry.follower_id, reason=reason, now=iso(self.now())):
-                    self._count_skip(reason)
-                continue
-            welcome = self._templates_for(entry).for_follower(entry.follower_id, name=name, username=username)
-            if self.settings.dry_run:
-                preview = {
-                    "follower_id": entry.follower_id,
-                    "username": username,
-                    "template_id": welcome.template_id,
-                    "notable": entry.notable,
-                    "text": welcome.text,
-                }
-                self.summary.would_welcome.append(preview)
-                logger.info("Dry run: would welcome", extra=preview)
-                continue
-            if not self._welcome_one(meta, entry.follower_id, welcome.template_id, welcome.text):
-                return
+
+    def _welcome_entry(self, meta: Meta, entry: Entry) -> bool:
+        """Welcome one queued follower who is confirmed to follow (or preview it in a dry run).
+        Returns False when sending must stop for this run."""
+        # Names change: greet people by the name X gave this run.
+        current = self.present.get(entry.follower_id) or self.current.get(entry.follower_id)
+        name, username = (current.name, current.username) if current else (entry.name, entry.username)
+        filters = self.settings.filters
+        reason = BLOCKLISTED if filters.is_blocked(entry.follower_id, username) else None
+        if current and current.profile.get("receives_your_dm") is False:
+            reason = reason or DMS_CLOSED  # closed since they were queued: X would refuse
+        if current and filters.skip_protected and current.profile.get("protected") is True:
+            reason = reason or PROTECTED
+        if reason:
+            if self.ledger.skip_pending(entry.follower_id, reason=reason, now=iso(self.now())):
+                self._count_skip(reason)
+            return True
+        welcome = self._templates_for(entry).for_follower(entry.follower_id, name=name, username=username)
+        if self.settings.dry_run:
+            preview = {
+                "follower_id": entry.follower_id,
+                "username": username,
+                "template_id": welcome.template_id,
+                "notable": entry.notable,
+                "text": welcome.text,
+            }
+            self.summary.would_welcome.append(preview)
+            logger.info("Dry run: would welcome", extra=preview)
+            return True
+        return self._welcome_one(meta, entry.follower_id, welcome.template_id, welcome.text)
 
     def _templates_for(self, entry: Entry) -> MessageTemplates:
         if entry.via == "message":
@@ -533,16 +627,8 @@ class WelcomeCycle:
         except RateLimited as exc:
             self.ledger.release(follower_id, run_id=run_id, detail=str(exc))
             return self._stop_for_rate_limit(meta, exc)
-        except RecipientCannotBeMessaged as exc:
-            self.ledger.mark_undeliverable(follower_id, run_id=run_id, detail=str(exc), now=iso(self.now()))
-            self._count_skip(DMS_CLOSED)
-            logger.info("Recipient cannot be messaged", extra={"follower_id": follower_id, "reason": str(exc)})
-            return True
-        except MessageRejected as exc:
-            self.ledger.mark_failed(follower_id, run_id=run_id, detail=str(exc), now=iso(self.now()))
-            self.summary.failed += 1
-            logger.error("X rejected the welcome message", extra={"follower_id": follower_id, "reason": str(exc)})
-            return True
+        except (RecipientCannotBeMessaged, MessageRejected) as exc:
+            return self._refused(meta, follower_id, exc)
         except XUnavailable as exc:
             self.ledger.release(follower_id, run_id=run_id, detail=str(exc))
             self.summary.failed += 1
@@ -560,11 +646,75 @@ class WelcomeCycle:
             self.ledger.release(follower_id, run_id=run_id, detail="credentials or app permission problem")
             raise
         self.ledger.mark_welcomed(follower_id, run_id=run_id, dm_event_id=dm_event_id, now=iso(self.now()))
+        # X took a message: whatever was refused before was about those recipients.
+        meta.refusals, meta.account_refusal, meta.account_refused_runs = {}, "", 0
         meta.daily_count += 1
         self.ledger.save_daily_count(meta.daily_day, meta.daily_count)
         self.summary.welcomed += 1
         logger.info("Welcomed", extra={"follower_id": follower_id, "template_id": template_id, "dm_event_id": dm_event_id})
         return True
+
+    def _refused(self, meta: Meta, follower_id: str, exc: RecipientCannotBeMessaged | MessageRejected) -> bool:
+        """X refused this send. Recorded at once as that recipient's (or message's) problem,
+        never retried; but refusals in the same way (status and problem) to several different
+        recipients in a row are X refusing the account or app: those are put back in the
+        queue and sending stops. Returns False when sending must stop for this run."""
+        recipient = isinstance(exc, RecipientCannotBeMessaged)
+        state = State.UNDELIVERABLE if recipient else State.FAILED
+        run_id, now = self.summary.run_id, iso(self.now())
+        if recipient:
+            self.ledger.mark_undeliverable(follower_id, run_id=run_id, detail=str(exc), now=now)
+            self._count_skip(DMS_CLOSED)
+            logger.info("Recipient cannot be messaged", extra={"follower_id": follower_id, "reason": str(exc)})
+        else:
+            self.ledger.mark_failed(follower_id, run_id=run_id, detail=str(exc), now=now)
+            self.summary.failed += 1
+            logger.error("X rejected the welcome message", extra={"follower_id": follower_id, "reason": str(exc)})
+        self._written_off[follower_id] = DMS_CLOSED if recipient else ""
+        signature = f"{type(exc).__name__}: {exc}"
+        if signature == meta.account_refusal:
+            # Refused just as the account was in an earlier run: this send was the probe.
+            return self._account_refused(meta, signature, [[follower_id, state]])
+        people = meta.refusals.get("people", []) if meta.refusals.get("signature") == signature else []
+        people = [p for p in people if p[0] != follower_id] + [[follower_id, state]]
+        meta.refusals = {"signature": signature, "people": people}
+        if len(people) >= ACCOUNT_REFUSAL_STREAK:
+            return self._account_refused(meta, signature, people)
+        return True
+
+    def _account_refused(self, meta: Meta, signature: str, people: list[list[str]]) -> bool:
+        """Put the followers of a refusal streak back in the queue (at its end, so a streak that
+        was really about them cannot block the others) and stop sending for this run."""
+        queue, now = MODE_QUEUE[self.mode], iso(self.now())
+        for follower_id, state in people:
+            if self.ledger.reopen_refused(follower_id, expected=state, queue=queue, queued_at=queue_key(self.started, 0), now=now):
+                self._uncount_refusal(follower_id)
+        meta.refusals, meta.account_refusal = {}, signature
+        meta.account_refused_runs += 1
+        self.summary.account_refused = True
+        self.summary.account_refused_runs = meta.account_refused_runs
+        self.summary.notes.append(
+            f"stopped sending: X refused {len(people)} recipients in a row in the same way ({signature}); a problem of the "
+            "account or app, not of them: they wait in the queue"
+        )
+        logger.error(
+            "X refuses the account's DMs; sending stopped",
+            extra={"refusal": signature, "followers_requeued": len(people), "runs_in_a_row": meta.account_refused_runs},
+        )
+        return False
+
+    def _uncount_refusal(self, follower_id: str) -> None:
+        """A follower counted as skipped or failed this run who went back to the queue."""
+        if follower_id not in self._written_off:
+            return
+        reason = self._written_off.pop(follower_id)
+        if reason:
+            self.summary.skipped -= 1
+            self.summary.skipped_by_reason[reason] -= 1
+            if not self.summary.skipped_by_reason[reason]:
+                del self.summary.skipped_by_reason[reason]
+        else:
+            self.summary.failed -= 1
 
     def _stop_for_rate_limit(self, meta: Meta, exc: RateLimited) -> bool:
         reset_at = exc.reset_at or (self.now() + timedelta(seconds=DEFAULT_DM_BACKOFF_SECONDS)).timestamp()
