@@ -163,7 +163,9 @@ def main() -> None:
     from sandbox import DEFAULT_CREDENTIALS
 
     parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 lets sam local's container reach it")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="0.0.0.0 lets containers on a bridge network reach it (not needed with --docker-network host)"
+    )
     parser.add_argument("--port", type=int, default=5000)
     args = parser.parse_args()
     with LocalAws(host=args.host, port=args.port) as aws:

@@ -59,6 +59,11 @@ class LocalFunction:
             {
                 **aws.client_env,
                 "X_API_BASE_URL": x_base_url,
+                # The sandbox is not X: the function refuses to send credentials there without this.
+                "X_API_ALLOW_OTHER_HOST": "true",
+                # A local secret may hold either kind of credentials, and the local AWS lets the
+                # function write rotated OAuth 2.0 tokens back, as a stack deployed with XAuthType=oauth2 does.
+                "X_AUTH_TYPE": "oauth2",
                 "POWERTOOLS_TRACE_DISABLED": "true",
                 "AWS_LAMBDA_FUNCTION_NAME": "courtesy-local",
                 **overrides,

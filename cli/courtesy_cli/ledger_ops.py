@@ -15,7 +15,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from courtesy.ledger import EXPIRED_UNCERTAIN_QUEUE, META_KEY, State
+from courtesy.ledger import DIGEST_QUEUE, EXPIRED_UNCERTAIN_QUEUE, META_KEY, REPLY_DUE_QUEUE, Ledger, State
 from courtesy_cli import ui
 from courtesy_cli.resources import CliError
 
@@ -74,6 +74,9 @@ REFUSALS = {
     LISTED: "was listed in a digest for a person to welcome by hand; Courtesy never messages them",
     LISTING: "is in a digest being published; Courtesy never messages them",
 }
+# States requeue puts back in the queue once a person has fixed the cause (X refused the
+# recipient, or the message): the function never retries them on its own.
+REQUEUEABLE = (State.UNDELIVERABLE, State.FAILED)
 PROFILE = "https://x.com/{}"
 _NAMES = {
     "#state": "state",
@@ -411,6 +414,68 @@ class LedgerTable:
                 return False, f"{_who(item)} was marked thanked meanwhile"
             raise
         return True, f"{_who(item)} marked as thanked personally at {at}"
+
+
+def requeue_queue(mode: str, item: dict[str, Any]) -> str | None:
+    """The queue a requeued follower waits in under this welcome mode (None: in no queue), as the
+    function itself places followers (welcome_cycle's queues, and how a mode takes over another's)."""
+    if item.get("via") == "message":  # wrote without following: only reply mode answers them
+        return REPLY_DUE_QUEUE if mode == "reply" else None
+    if mode == "reply":
+        return REPLY_DUE_QUEUE if item.get("asked_at") else None  # no queue until they write
+    return DIGEST_QUEUE if mode == "digest" else State.PENDING
+
+
+@dataclass
+class Requeued:
+    follower_id: str
+    done: bool
+    message: str
+
+
+def requeue_candidates(ledger: LedgerTable, states: tuple[str, ...], targets: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
+    """(followers to requeue, why some named ones are not): every follower in ``states``, or only
+    the ``targets`` (ids or @usernames) among them; oldest closed first."""
+    skipped: list[str] = []
+    if targets:
+        found: dict[str, dict[str, Any]] = {}
+        for target in targets:
+            follower_id, item = ledger.resolve(target)
+            if item is None:
+                skipped.append(f"{follower_id} is not in the ledger")
+            elif item.get("state") not in states:
+                skipped.append(f"{_who(item)} is {item.get('state', '?')}, not {' or '.join(states)}")
+            else:
+                found[follower_id] = item
+        items = list(found.values())
+    else:
+        values = {f":s{i}": _s(s) for i, s in enumerate(states)}
+        items = [
+            item
+            for item in ledger.scan(
+                "Looking for followers to requeue",
+                FilterExpression=f"#state IN ({', '.join(values)})",
+                ExpressionAttributeNames={"#state": "state"},
+                ExpressionAttributeValues=values,
+            )
+            if not str(item["follower_id"]).startswith("#")
+        ]
+    items.sort(key=lambda i: (str(i.get("closed_at", "")), i["follower_id"]))
+    return items, skipped
+
+
+def requeue(ledger: LedgerTable, item: dict[str, Any], queue: str | None) -> Requeued:
+    """undeliverable/failed -> pending, in ``queue``, through the ledger's own transition: conditional
+    on the state shown to the operator, so a follower that changed meanwhile is reported and left."""
+    follower_id, state = item["follower_id"], item.get("state", "")
+    # Back at their old place in the queue (oldest first): they have waited longest.
+    queued_at = str(item.get("queued_at") or f"{now_iso()}#{999_999:06d}")
+    if not Ledger(ledger.client, ledger.name).reopen_refused(follower_id, expected=state, queue=queue, queued_at=queued_at, now=now_iso()):
+        now = ledger.get(follower_id)
+        what = f"is {now.get('state', '?')} now" if now and now.get("state") != state else "changed meanwhile"
+        return Requeued(follower_id, False, f"{_who(item)} {what}; left as it is")
+    where = f"queue {queue}" if queue else "no queue: reply mode welcomes them when they write"
+    return Requeued(follower_id, True, f"{_who(item)} was {state}; now pending ({where})")
 
 
 def _who(item: dict[str, Any]) -> str:

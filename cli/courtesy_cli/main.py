@@ -14,8 +14,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from courtesy.settings import WELCOME_MODES, X_DEFAULT_BASE_URL, is_x_api_host, x_api_origin
 from courtesy_cli import ui
-from courtesy_cli.ledger_ops import EXPORT_COLUMNS, EXPORTED_STATES, LedgerTable
+from courtesy_cli.ledger_ops import EXPORT_COLUMNS, EXPORTED_STATES, REQUEUEABLE, LedgerTable, requeue, requeue_candidates, requeue_queue
 from courtesy_cli.resources import CliError, Resources, explain_aws_error
 
 DEFAULT_STACK = "courtesy"
@@ -74,6 +75,17 @@ def parser() -> argparse.ArgumentParser:
     unblock.add_argument("target", metavar="ID_OR_@USERNAME")
     thanked = commands.add_parser("thanked", help="mark a notable follower as thanked personally")
     thanked.add_argument("target", metavar="ID_OR_@USERNAME")
+
+    requeue = commands.add_parser(
+        "requeue",
+        help="after fixing the cause, put followers X refused (undeliverable) or whose message it rejected (failed) back in the queue",
+        description="Shows the followers first, then asks before writing. Each change is conditional on the state shown: "
+        "a follower that changed meanwhile is reported and left alone. The next run welcomes them once, if they still follow.",
+    )
+    requeue.add_argument("targets", nargs="*", metavar="ID_OR_@USERNAME", help="only these followers (default: all in the states chosen)")
+    requeue.add_argument("--state", action="append", choices=REQUEUEABLE, help="only this state (repeatable; default: both)")
+    requeue.add_argument("--mode", choices=WELCOME_MODES, help="the welcome mode whose queue they go to (default: the deployed function's)")
+    requeue.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation (for scripts)")
     return top
 
 
@@ -128,8 +140,11 @@ def cmd_status(resources: Resources, args: argparse.Namespace) -> int:
     if report["welcome_mode"]:
         dry = "on: nothing is sent" if report["dry_run"] else "off"
         out.print(ui.cell(f"Welcome mode: {report['welcome_mode']}   Dry run: {dry}   ({report['settings_source']})"))
+        other = "   (not X: XApiAllowOtherHost is true; the X credentials go to this host)" if report["x_api_other_host"] else ""
+        out.print(ui.cell(f"X API: {report['x_api']}{other}"))
     else:
         out.print(ui.cell(f"Welcome mode: unknown ({report['settings_source']})"))
+        out.print("X API: unknown (the function's settings could not be read)")
     out.print(
         ui.cell(
             f"Backlog (pending): {report['backlog']}   Uncertain: {report['uncertain']}"
@@ -197,7 +212,7 @@ def cmd_status(resources: Resources, args: argparse.Namespace) -> int:
 def function_settings(resources: Resources) -> dict[str, Any]:
     """The deployed function's welcome mode and dry run, from its environment; None when it cannot be read
     (a local setup named by --ledger-table has no function unless --function names one)."""
-    unknown: dict[str, Any] = {"welcome_mode": None, "dry_run": None}
+    unknown: dict[str, Any] = {"welcome_mode": None, "dry_run": None, "x_api": None, "x_api_other_host": None}
     if not resources.explicit.get("function") and resources.explicit.get("ledger_table"):
         return {**unknown, "settings_source": "no function named: pass --function NAME"}
     name = resources.name("function", required=False)
@@ -208,9 +223,12 @@ def function_settings(resources: Resources) -> dict[str, Any]:
     except CliError as exc:
         return {**unknown, "settings_source": str(exc)}
     # The function's own defaults (courtesy.settings) when a variable is unset.
+    base_url = (env.get("X_API_BASE_URL", "").strip() or X_DEFAULT_BASE_URL).rstrip("/")
     return {
         "welcome_mode": env.get("WELCOME_MODE", "").strip().lower() or "dm",
         "dry_run": (env.get("DRY_RUN", "").strip().lower() or "true") != "false",
+        "x_api": x_api_origin(base_url),  # scheme://host[:port] only: a URL could carry a secret
+        "x_api_other_host": not is_x_api_host(base_url),
         "settings_source": f"function {name}",
     }
 
@@ -238,10 +256,12 @@ def cmd_preview(resources: Resources, args: argparse.Namespace) -> int:
     )
     summary = result.summary
     if args.json:
-        print(json.dumps({"settings": result.config_source, "summary": summary, "ledger_changes_not_written": result.changes}, indent=2))
+        report = {"settings": result.config_source, "x_api": result.x_api, "summary": summary, "ledger_changes_not_written": result.changes}
+        print(json.dumps(report, indent=2))
         return 0
     out = ui.console()
     out.print(ui.cell(f"Preview (dry run; settings: {result.config_source}). Nothing was sent and nothing was written."), style="bold")
+    out.print(ui.cell(f"X API: {result.x_api}"))
     if summary.get("baseline"):
         out.print("No baseline yet: the next run records who already follows, and welcomes nobody.")
     welcomes = summary.get("would_welcome", [])
@@ -335,6 +355,64 @@ def cmd_thanked(resources: Resources, args: argparse.Namespace) -> int:
     return 0
 
 
+# --- requeue ------------------------------------------------------------------------------
+
+
+def confirm(question: str) -> bool:
+    """Ask on stderr, read the answer from stdin; anything but y/yes (or no answer at all) is no."""
+    ui.console(stderr=True).print(ui.cell(f"{question} [y/N] "), end="")
+    try:
+        answer = sys.stdin.readline()
+    except (OSError, EOFError):
+        answer = ""
+    return answer.strip().lower() in ("y", "yes")
+
+
+def cmd_requeue(resources: Resources, args: argparse.Namespace) -> int:
+    ledger = _ledger(resources)
+    states = tuple(dict.fromkeys(args.state or REQUEUEABLE))
+    mode = args.mode
+    if mode is None:
+        mode = function_settings(resources)["welcome_mode"]
+        if mode is None:
+            raise CliError(
+                "Cannot tell the welcome mode, which decides the queue they go back to: pass --mode dm|reply|digest (or --function NAME)"
+            )
+    items, not_requeueable = requeue_candidates(ledger, states, args.targets)
+    out, err = ui.console(), ui.console(stderr=True)
+    for reason in not_requeueable:
+        err.print(ui.cell(f"not requeued: {reason}"))
+    if not items:
+        out.print(ui.cell(f"No followers to requeue (state {' or '.join(states)})."))
+        return 1 if not_requeueable else 0
+    queues = {item["follower_id"]: requeue_queue(mode, item) for item in items}
+    rows = [
+        (
+            item["follower_id"],
+            "@" + item["username"] if item.get("username") else "",
+            item.get("state", ""),
+            item.get("detail", ""),
+            item.get("closed_at", ""),
+            queues[item["follower_id"]] or "none (until they write)",
+        )
+        for item in items
+    ]
+    people = "follower" if len(items) == 1 else "followers"
+    columns = ("follower", "username", "state", "detail", "when", "queue")
+    out.print(ui.table(f"{len(items)} {people} to requeue ({mode} mode)", columns, rows))
+    if not args.yes and not confirm(f"Requeue {len(items)} {people}?"):
+        out.print("Nothing changed.")
+        return 1
+    results = [requeue(ledger, item, queues[item["follower_id"]]) for item in items]
+    for result in results:
+        out.print(ui.cell(result.message))
+    done = sum(r.done for r in results)
+    left = len(results) - done
+    summary = f"Requeued {done} of {len(results)}" + (f"; {left} changed meanwhile and were left alone" if left else "")
+    out.print(ui.cell(summary + ". The next runs welcome them once each, if they still follow."), style="bold")
+    return 0 if not left else 1
+
+
 COMMANDS = {
     "status": cmd_status,
     "preview": cmd_preview,
@@ -342,6 +420,7 @@ COMMANDS = {
     "block": cmd_block,
     "unblock": cmd_unblock,
     "thanked": cmd_thanked,
+    "requeue": cmd_requeue,
 }
 
 

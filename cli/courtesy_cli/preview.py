@@ -25,9 +25,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from courtesy.errors import CourtesyError
 from courtesy.ledger import QUEUE_INDEX, Ledger
 from courtesy.observability import logger as function_logger
-from courtesy.settings import Settings
+from courtesy.settings import Settings, x_api_origin
 from courtesy.welcome_cycle import WelcomeCycle
 from courtesy.x_account import XAccount
+from courtesy_cli import ui
 from courtesy_cli.ledger_ops import plain
 from courtesy_cli.overlay import ReadThroughDynamoDB, TableSchema
 from courtesy_cli.resources import CliError, Resources, explain_aws_error
@@ -43,6 +44,7 @@ class PreviewResult:
     summary: dict[str, Any]
     changes: list[dict[str, str]]  # what the run would have written to the ledger (kept in memory)
     config_source: str
+    x_api: str = ""  # the X API's scheme://host[:port] the preview talked to
 
 
 @contextlib.contextmanager
@@ -100,7 +102,15 @@ def run_preview(
                 source = f"function {function_name}"
             except CliError as exc:
                 source = f"defaults: {exc}"
-    base_url = x_api_base_url or os.environ.get("X_API_BASE_URL") or env.get("X_API_BASE_URL", "")
+    # Where the credentials go. A host that is not X's needs the same opt-in as the function:
+    # --x-api-base-url on the command line is one; $X_API_BASE_URL needs $X_API_ALLOW_OTHER_HOST=true;
+    # the function's own X_API_BASE_URL comes with its own X_API_ALLOW_OTHER_HOST.
+    if x_api_base_url:
+        base_url, allow_other_host = x_api_base_url, "true"
+    elif os.environ.get("X_API_BASE_URL", "").strip():
+        base_url, allow_other_host = os.environ["X_API_BASE_URL"], os.environ.get("X_API_ALLOW_OTHER_HOST", "")
+    else:
+        base_url, allow_other_host = env.get("X_API_BASE_URL", ""), env.get("X_API_ALLOW_OTHER_HOST", "")
     env.update(
         {
             "LEDGER_TABLE_NAME": ledger_table,
@@ -108,6 +118,7 @@ def run_preview(
             "X_CREDENTIALS_SECRET_ID": secret_id,
             "DRY_RUN": "true",
             "X_API_BASE_URL": base_url,
+            "X_API_ALLOW_OTHER_HOST": allow_other_host,
         }
     )
     if max_welcomes is not None:
@@ -118,6 +129,9 @@ def run_preview(
         settings = Settings.from_env(env)
     except CourtesyError as exc:
         raise CliError(str(exc)) from None
+    # Said before anything is sent, on stderr so --json output stays JSON.
+    note = "" if not settings.x_api_other_host else "   (not X: the stack's X credentials are sent to this host)"
+    ui.console(stderr=True).print(ui.cell(f"X API: {settings.x_api_origin}{note}"))
 
     overlay = ReadThroughDynamoDB(resources.dynamodb, {ledger_table: TableSchema(("follower_id",), {QUEUE_INDEX: ("queue", "queued_at")})})
     try:
@@ -155,4 +169,4 @@ def run_preview(
                 "reason": new.get("reason", "") or new.get("detail", "") or new.get("opt_out_word", ""),
             }
         )
-    return PreviewResult(summary, changes, source)
+    return PreviewResult(summary, changes, source, x_api_origin(settings.x_api_base_url))

@@ -85,7 +85,7 @@ def world(local_aws, x, capsys, monkeypatch):
     local_aws.client("cloudformation").create_stack(StackName=STACK, TemplateBody=stack_template(OUTPUTS))
     for key, value in local_aws.client_env.items():
         monkeypatch.setenv(key, value)
-    for key in ("COURTESY_STACK", "X_API_BASE_URL", "AWS_PROFILE"):
+    for key in ("COURTESY_STACK", "X_API_BASE_URL", "X_API_ALLOW_OTHER_HOST", "AWS_PROFILE"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("COLUMNS", "250")
     return World(local_aws, x, capsys)

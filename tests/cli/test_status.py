@@ -21,7 +21,7 @@ def test_help_lists_every_command(capsys):
         main(["--help"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
-    for command in ("status", "preview", "export", "block", "unblock", "thanked"):
+    for command in ("status", "preview", "export", "block", "unblock", "thanked", "requeue"):
         assert command in out
 
 

@@ -6,8 +6,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import boto3
 import pytest
+import requests
+from botocore.awsrequest import AWSResponse
+from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
 
+from courtesy import digest as digest_module
+from courtesy.digest import DigestMaybePublished
 from courtesy.errors import DigestNotPublished
 from courtesy.ledger import State
 from tests.faults import Crash, CrashAt
@@ -123,3 +129,143 @@ def test_a_crash_in_the_scan_of_digest_mode_loses_nobody(stack, inbox, monkeypat
     stack.run(digest_event(stack), **DIGEST)
     (message,) = inbox.messages()
     assert sorted(listed_usernames(message["body"])) == sorted(u["username"] for u in fans)
+
+
+# --- Published at most once: one attempt, never retried; a maybe-published digest's followers
+# are listed again, marked. Faults are put on the function's own SNS client, on the wire
+# (botocore's before-send), and the promise is checked from what the topic delivered.
+
+
+class _Body:
+    def __init__(self, body: bytes):
+        self._body = body
+
+    def stream(self, **_kwargs):
+        yield self._body
+
+
+def _sns_error(request, status: int, code: str):
+    body = (
+        '<ErrorResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/"><Error><Type>Sender</Type>'
+        f"<Code>{code}</Code><Message>injected</Message></Error><RequestId>r-1</RequestId></ErrorResponse>"
+    ).encode()
+    return AWSResponse(request.url, status, {"Content-Type": "text/xml"}, _Body(body))
+
+
+class SnsFault:
+    """The function's next SNS publish fails in one way; later attempts (a retry) go through."""
+
+    def __init__(self, monkeypatch, kind: str):
+        self.kind, self.attempts, self.clients = kind, 0, []
+        real = boto3.client
+
+        def client(service, *args, **kwargs):
+            made = real(service, *args, **kwargs)
+            if service == "sns":
+                made.meta.events.register("before-send.sns.Publish", self._before_send)
+                self.clients.append(made)
+            return made
+
+        monkeypatch.setattr(boto3, "client", client)
+
+    def _deliver(self, request) -> None:
+        """What SNS does with the request: the topic takes the message."""
+        answer = requests.post(request.url, data=request.body, headers=dict(request.headers.items()), timeout=10)
+        assert answer.status_code == 200, answer.text
+
+    def _before_send(self, request, **_kwargs):
+        self.attempts += 1
+        if self.attempts > 1:
+            return None
+        if self.kind == "answer-lost":  # delivered, then the read timed out
+            self._deliver(request)
+            raise ReadTimeoutError(endpoint_url=request.url)
+        if self.kind == "500-after-delivery":
+            self._deliver(request)
+            return _sns_error(request, 500, "InternalError")
+        if self.kind == "refused-403":
+            return _sns_error(request, 403, "AuthorizationError")
+        if self.kind == "never-connected":
+            raise EndpointConnectionError(endpoint_url=request.url)
+        raise AssertionError(self.kind)
+
+
+@pytest.mark.parametrize("kind", ["answer-lost", "500-after-delivery"])
+def test_a_digest_that_may_be_out_is_not_retried_and_its_followers_are_listed_again_marked(stack, inbox, monkeypatch, kind):
+    stack.run(**DIGEST)
+    fans = stack.x.add_followers(2, prefix="fan")
+    stack.run(**DIGEST)
+    fault = SnsFault(monkeypatch, kind)
+
+    summary = stack.run(digest_event(stack), **DIGEST)  # ends cleanly: its record keeps a redelivery from publishing again
+
+    assert fault.attempts == 1, "the digest was sent again"
+    assert fault.clients[0].meta.config.retries["total_max_attempts"] == 1  # one attempt, no retry
+    assert summary["outcome_unknown"] is True and summary["listed"] == 0 and not summary["not_published"]
+    (delivered,) = inbox.messages()
+    assert sorted(listed_usernames(delivered["body"])) == sorted(u["username"] for u in fans)
+    assert {stack.state_of(u["id"]) for u in fans} == {State.LISTING}, "maybe published: still claimed"
+    monkeypatch.undo()
+
+    stack.slot += timedelta(days=1)
+    again = stack.run(digest_event(stack), **DIGEST)
+    assert again["listed"] == 2 and again["listed_again"] == 2
+    (second,) = inbox.messages()
+    assert second["body"].count("may be in an earlier digest") == 2
+    assert {stack.state_of(u["id"]) for u in fans} == {State.LISTED}
+    assert stack.x.dm_log == []
+
+
+@pytest.mark.parametrize("kind", ["refused-403", "never-connected"])
+def test_a_digest_sns_refused_or_never_reached_is_tried_once_not_published_and_waits(stack, inbox, monkeypatch, kind):
+    stack.run(**DIGEST)
+    fans = stack.x.add_followers(2, prefix="fan")
+    stack.run(**DIGEST)
+    fault = SnsFault(monkeypatch, kind)
+
+    with pytest.raises(DigestNotPublished):
+        stack.run(digest_event(stack), **DIGEST)
+
+    assert fault.attempts == 1, "botocore retried the publish"
+    assert inbox.messages() == []
+    assert {stack.state_of(u["id"]) for u in fans} == {State.PENDING}
+    monkeypatch.undo()
+    stack.slot += timedelta(days=1)
+    assert stack.run(digest_event(stack), **DIGEST)["listed"] == 2
+    (message,) = inbox.messages()
+    assert "may be in an earlier digest" not in message["body"]
+
+
+def test_a_part_that_may_be_out_keeps_its_followers_and_the_parts_after_it_wait_unmarked(world, monkeypatch):
+    monkeypatch.setattr(digest_module, "ENTRIES_PER_MESSAGE", 2)
+    world.run(WELCOME_MODE="digest")
+    fans = world.x.add_followers(5, prefix="fan")
+    world.run(WELCOME_MODE="digest")
+    calls = 0
+
+    def second_part_times_out(publish):
+        def wrapped(subject: str, body: str) -> None:
+            nonlocal calls
+            calls += 1
+            publish(subject, body)  # delivered...
+            if calls == 2:
+                raise DigestMaybePublished("no answer from SNS (ReadTimeoutError)")  # ...but no answer came
+
+        return wrapped
+
+    summary = world.run_digest(wrap_publish=second_part_times_out)
+    assert calls == 2 and summary.outcome_unknown and summary.listed == 2 and summary.messages == 1
+    first, maybe = (listed_usernames(body) for body in world.digests)
+    states = world.states()
+    by_name = {u["username"]: u["id"] for u in fans}
+    assert {states[by_name[u]] for u in first} == {State.LISTED}
+    assert {states[by_name[u]] for u in maybe} == {State.LISTING}
+    rest = [u["username"] for u in fans if u["username"] not in first + maybe]
+    assert len(rest) == 1 and states[by_name[rest[0]]] == State.PENDING, "a part never sent is released"
+
+    world.digests.clear()
+    again = world.run_digest()
+    assert again.listed == 3 and again.listed_again == 2
+    bodies = "\n".join(world.digests)
+    assert bodies.count("may be in an earlier digest") == 2
+    assert sorted(u for body in world.digests for u in listed_usernames(body)) == sorted(maybe + rest)

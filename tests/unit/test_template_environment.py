@@ -3,6 +3,11 @@ maximum length and the longest stack name the template allows."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import pytest
+
 from tools.local_aws import FUNCTION, load_template
 
 LAMBDA_ENVIRONMENT_BYTES = 4096  # Lambda quotas: all environment variables of a function together
@@ -36,3 +41,32 @@ def test_the_environment_fits_lambdas_4_kb_with_every_parameter_at_its_longest()
                 value = DEPLOYED_REFS[ref]
         total += len(name) + len(str(value))
     assert total <= LAMBDA_ENVIRONMENT_BYTES, f"{total} bytes of environment at worst"
+
+
+def test_the_deployed_defaults_send_the_credentials_to_x_only():
+    from courtesy.errors import ConfigurationError
+    from courtesy.settings import Settings
+    from tools.local_aws import function_environment
+
+    env = function_environment(load_template())
+    settings = Settings.from_env(env)
+    assert (settings.x_api_origin, settings.x_api_other_host, settings.x_api_allow_other_host) == ("https://api.twitter.com", False, False)
+    assert settings.x_auth_type == "oauth1"
+    with pytest.raises(ConfigurationError, match="X_API_ALLOW_OTHER_HOST"):
+        Settings.from_env({**env, "X_API_BASE_URL": "http://127.0.0.1:8765"})
+
+
+def test_local_runs_allow_the_sandbox_explicitly():
+    """events/env.json (sam local invoke) and tools.local_run (the demo, the tests) point the function
+    at the sandbox on this machine, with the opt-in, and make a valid configuration."""
+    from courtesy.settings import Settings
+    from tools.local_aws import LocalAws, function_environment
+    from tools.local_run import LocalFunction
+
+    env_file = json.loads((Path(__file__).resolve().parents[2] / "events" / "env.json").read_text())[FUNCTION]
+    settings = Settings.from_env(function_environment(load_template(), env_file))
+    assert settings.x_api_other_host and settings.x_api_origin.startswith("http://127.0.0.1:")
+
+    local = LocalFunction(LocalAws(), "http://127.0.0.1:8765")
+    settings = Settings.from_env(local.env)
+    assert settings.x_api_allow_other_host and settings.x_api_origin == "http://127.0.0.1:8765"

@@ -24,9 +24,10 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
-from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
+from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
-from courtesy.digest import Digest
+from courtesy.digest import Digest, DigestMaybePublished
 from courtesy.errors import (
     AppNotPermitted,
     ConfigurationError,
@@ -52,8 +53,14 @@ PERSON_NEEDED = (CredentialsRejected, AppNotPermitted, CredentialsMissing, Confi
 SECRET_MAX_AGE_SECONDS = 300
 # Writing refreshed OAuth 2.0 tokens back: bounded, so the refresh lease (x_auth.LEASE_SECONDS) outlives it.
 SECRET_WRITE_CONFIG = Config(connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 3})
+# Publishing the digest: one attempt, never retried by botocore. SNS has no idempotency key, so a
+# retry after a timeout or a 5xx (which may have been published) could send the digest twice.
+# (botocore's "max_attempts" counts retries, "total_max_attempts" every attempt: 1 = no retry.)
+DIGEST_PUBLISH_CONFIG = Config(connect_timeout=3, read_timeout=10, retries={"mode": "standard", "total_max_attempts": 1})
 # An idempotency record outlives any retry of its slot (the scheduler gives up after 10 minutes).
 IDEMPOTENCY_TTL_SECONDS = 24 * 60 * 60
+# Runs in a row that stopped because X refused several recipients alike before a person is asked to look.
+ACCOUNT_REFUSED_RUNS_FOR_A_PERSON = 3
 # The digest schedule's events carry this source (template.yaml, DigestSchedule).
 DIGEST_SOURCE = "courtesy.digest"
 
@@ -132,6 +139,13 @@ def x_credentials(settings: Settings, dynamodb: Any) -> Any:
     secret = load_credentials(settings.credentials_secret_id)
     if not is_oauth2(secret):
         return secret
+    if settings.x_auth_type == "oauth1":
+        # The role may not write the secret (template: PutSecretValue only with XAuthType=oauth2), so a
+        # refresh would spend the refresh token and lose its successor. Stop before spending anything.
+        raise ConfigurationError(
+            "The X credentials secret holds OAuth 2.0 tokens, but the stack was deployed with XAuthType=oauth1 "
+            "(X_AUTH_TYPE), so the function may not store rotated tokens. Redeploy with XAuthType=oauth2"
+        )
     secret_id = settings.credentials_secret_id
     keeper = TokenKeeper(
         # Always the stored value: another container may have rotated the tokens since.
@@ -180,14 +194,27 @@ def _run_digest(settings: Settings, dynamodb: Any, slot: str) -> dict[str, Any]:
         # The digest schedule is only enabled in digest mode; a stray or replayed event does nothing.
         logger.info("Digest event ignored: not in digest mode", extra={"mode": settings.welcome_mode})
         return {"slot": slot, "skipped_run": True, "reason": f"WELCOME_MODE is {settings.welcome_mode}, not digest"}
-    sns = boto3.client("sns", config=SECRET_WRITE_CONFIG)  # honours AWS_ENDPOINT_URL
+    sns = boto3.client("sns", config=DIGEST_PUBLISH_CONFIG)  # honours AWS_ENDPOINT_URL
 
     def publish(subject: str, message: str) -> None:
         try:
             sns.publish(TopicArn=settings.digest_topic_arn, Subject=subject, Message=message)
-        except (ClientError, EndpointConnectionError, ConnectTimeoutError) as exc:
-            # Refused or never connected: not published. (A read timeout is not caught: the
-            # digest may be out, so its followers stay claimed and the next digest says so.)
+        except BotocoreConnectionError as exc:
+            # Never connected (refused, connect timeout, TLS, proxy): not published.
+            raise DigestNotPublished(f"SNS could not be reached ({type(exc).__name__})") from None
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+            code = str(exc.response.get("Error", {}).get("Code", "Error"))[:60]
+            if status >= 500:
+                # SNS failed while handling it: the message may have gone out anyway.
+                raise DigestMaybePublished(f"SNS answered {status} {code}") from None
+            # Refused before sending (AuthorizationError, NotFound, InvalidParameter, throttled): not published.
+            raise DigestNotPublished(f"SNS refused the digest ({code})") from None
+        except HTTPClientError as exc:
+            # The request left and no answer came (read timeout, dropped connection): maybe published.
+            raise DigestMaybePublished(f"no answer from SNS ({type(exc).__name__})") from None
+        except BotoCoreError as exc:
+            # Failed before sending (no credentials, a bad parameter): not published.
             raise DigestNotPublished(f"SNS did not take the digest ({type(exc).__name__})") from None
 
     digest = Digest(
@@ -197,6 +224,8 @@ def _run_digest(settings: Settings, dynamodb: Any, slot: str) -> dict[str, Any]:
     summary["slot"] = slot
     metrics.add_metric(name="DigestFollowersListed", unit=MetricUnit.Count, value=summary["listed"])
     logger.info("Digest summary", extra={"summary": summary})
+    # A digest that may or may not be out ends cleanly: the idempotency record keeps a redelivery of
+    # this slot from publishing it again, and the next digest lists its followers again, marked.
     if summary["not_published"]:
         raise DigestNotPublished(summary["notes"][-1])  # fail the run: the errors alarm tells a person
     return summary
@@ -204,6 +233,8 @@ def _run_digest(settings: Settings, dynamodb: Any, slot: str) -> dict[str, Any]:
 
 def _publish_metrics(summary: dict[str, Any]) -> None:
     metrics.add_metric(name="FollowersRead", unit=MetricUnit.Count, value=summary["followers_read"])
+    # Billed per user like follower reads: asking X whether queued followers still follow.
+    metrics.add_metric(name="UsersLookedUp", unit=MetricUnit.Count, value=summary.get("presence_lookups", 0))
     metrics.add_metric(name="NewFollowers", unit=MetricUnit.Count, value=summary["new_followers"])
     metrics.add_metric(name="WelcomesSent", unit=MetricUnit.Count, value=summary["welcomed"])
     metrics.add_metric(name="WelcomesSkipped", unit=MetricUnit.Count, value=summary["skipped"])
@@ -215,6 +246,15 @@ def _publish_metrics(summary: dict[str, Any]) -> None:
     metrics.add_metric(name="ReconciledSends", unit=MetricUnit.Count, value=summary["reconciled_welcomed"] + summary["reconciled_released"])
     metrics.add_metric(name="FollowersDeparted", unit=MetricUnit.Count, value=summary["departed"])
     metrics.add_metric(name="RateLimitedRuns", unit=MetricUnit.Count, value=int(summary["rate_limited"]))
+    # X refused several recipients in the same way: a problem of the account or the app, not of them.
+    metrics.add_metric(name="SendingRefusedRuns", unit=MetricUnit.Count, value=int(bool(summary.get("account_refused", False))))
+    if int(summary.get("account_refused_runs", 0) or 0) >= ACCOUNT_REFUSED_RUNS_FOR_A_PERSON:
+        # It persists: a person must look (the credentials-or-permission alarm). The run itself ends cleanly.
+        logger.error(
+            "Sending refused by X run after run: a person needs to act",
+            extra={"reason": "SendingRefused", "runs": summary.get("account_refused_runs")},
+        )
+        _single_metric("PersonNeeded", 1, "SendingRefused")
     if summary["mode"] == "reply":
         metrics.add_metric(name="DmEventsRead", unit=MetricUnit.Count, value=summary["dm_events_read"])
         metrics.add_metric(name="RepliesDue", unit=MetricUnit.Count, value=summary["replies_due"])
@@ -244,6 +284,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         logger.error("Run failed: a person needs to act", extra={"reason": "ConfigurationError", "detail": str(exc)})
         _single_metric("PersonNeeded", 1, "ConfigurationError")
         raise
+    if rt.settings.x_api_other_host:
+        # Allowed explicitly (X_API_ALLOW_OTHER_HOST), and said on every run: the credentials go there.
+        logger.warning(
+            "The X API base URL is not X's: the X credentials are sent to another host",
+            extra={"x_api_host": rt.settings.x_api_origin},
+        )
     rt.idempotency.register_lambda_context(context)
     started = time.monotonic()
     try:

@@ -7,6 +7,11 @@ topic). Each follower is listed in one digest: claimed ("listing") before the
 publish, "listed" after it. Followers left "listing" by a digest that died between
 the two are listed again in the next one, marked as possibly listed already: a
 repeated line to the operator is better than a follower never mentioned.
+
+Each part is published once, never retried: ``publish`` raises DigestNotPublished when
+SNS provably did not take it (its followers go back to wait for the next digest) and
+DigestMaybePublished when it may have (a timeout, a 5xx): those followers stay claimed,
+so the next digest lists them again, marked, like after a crash.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from courtesy.errors import DigestNotPublished
+from courtesy.errors import CourtesyError, DigestNotPublished
 from courtesy.ledger import DIGEST_LISTING_QUEUE, DIGEST_QUEUE, Entry, Ledger, iso
 from courtesy.observability import logger
 from courtesy.settings import Settings
@@ -29,6 +34,10 @@ PROFILE_URL = "https://x.com/{username}"
 SNS_SUBJECT_MAX = 100
 
 
+class DigestMaybePublished(CourtesyError):
+    """The publish request left and SNS did not say it took it (a timeout, a 5xx): it may be out."""
+
+
 @dataclass
 class DigestSummary:
     digest_id: str
@@ -38,6 +47,8 @@ class DigestSummary:
     messages: int = 0
     waiting: int = 0  # still queued for the next digest
     not_published: bool = False
+    # A part may or may not have been published: its followers stay "listing" for the next digest.
+    outcome_unknown: bool = False
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -94,6 +105,17 @@ class Digest:
                 self.summary.not_published = True
                 self.summary.notes.append(f"digest not published: {exc}")
                 logger.error("Digest not published; its followers wait for the next one", extra={"reason": str(exc)})
+                break
+            except DigestMaybePublished as exc:
+                # Maybe out: this part's followers stay claimed, and the next digest lists them again,
+                # marked. Never resent now (at most once). The parts after it were not sent: released.
+                for line in (line for rest in chunks[number:] for line in rest):
+                    self.ledger.release_listing(line.entry.follower_id, digest_id=digest_id)
+                self.summary.outcome_unknown = True
+                self.summary.notes.append(
+                    f"digest may or may not be published ({exc}): its {len(chunk)} followers are listed again in the next digest"
+                )
+                logger.warning("Digest may not be published; its followers are listed again next time", extra={"reason": str(exc)})
                 break
             self.summary.messages += 1
             for line in chunk:
