@@ -81,3 +81,10 @@ def headline_row(group: dict[str, Outcome]) -> list[str]:
         f"{newest.bill:,.2f}",
         _ratio(newest.bill, c.bill),
     ]
+
+
+def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
+    """A markdown table (first column left, the rest right-aligned), ready for the README."""
+    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(["---"] + ["---:"] * (len(headers) - 1)) + " |"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)

@@ -1,10 +1,13 @@
-"""`python -m bench` (`make bench`): the scenarios, then cold start, printed as tables."""
+"""`python -m bench` (`make bench`): the scenarios, the deep backlogs, reply mode's inbox, then
+cold start, printed as tables. `python -m bench --only backlog` (or scenarios, inbox, cold-start;
+repeatable) runs only those parts."""
 
 from __future__ import annotations
 
+import argparse
 import time
 
-from bench import cold_start, inbox
+from bench import backlog, cold_start, inbox
 from bench.report import DETAIL_HEADERS, HEADLINE_HEADERS, detail_row, headline_row, table
 from bench.simulate import INTERVAL, simulate
 from bench.strategies import FULL_SCAN_REAL_MAX, STRATEGIES, quiet_courtesy_logs
@@ -32,9 +35,35 @@ SCENARIOS = [
 ]
 
 
-def main() -> None:
+PARTS = ("scenarios", "backlog", "inbox", "cold-start")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--only", action="append", choices=PARTS, help="run only this part (repeatable); default: all")
+    parser.add_argument(
+        "--limits",
+        default=",".join(map(str, backlog.LIMITS)),
+        help="backlog: Courtesy's DailyWelcomeLimit values, comma-separated (default %(default)s; 1000,1440 adds"
+        " X's whole allowance, about 9 minutes more)",
+    )
+    args = parser.parse_args(argv)
+    limits = tuple(int(v) for v in args.limits.split(","))
+    parts = set(args.only or PARTS)
     began = time.monotonic()
     quiet_courtesy_logs()
+    if "scenarios" in parts:
+        run_scenarios()
+    if "backlog" in parts:
+        backlog.run_backlog(limits)
+    if "inbox" in parts:
+        run_inbox()
+    if "cold-start" in parts:
+        run_cold_start()
+    print(f"\nbenchmark took {time.monotonic() - began:.0f} s")
+
+
+def run_scenarios() -> None:
     print(f"Courtesy benchmark: {DAYS} simulated day per scenario, a run every {INTERVAL // 60} minutes, after a baseline run")
     print("the evening before. Traffic: " + "; ".join(f"{p.name} = {p.describe()}" for p in (STEADY, QUIET, VIRAL)) + ".")
     print(f"Every strategy may send {DM_SEND_PER_15_MIN} DMs per 15 minutes (Courtesy: MaxWelcomesPerRun={DM_SEND_PER_15_MIN}).\n")
@@ -62,6 +91,8 @@ def main() -> None:
         " threads); every run rebuilds the function's clients, as a cold container would."
     )
 
+
+def run_inbox() -> None:
     print("\nReply mode: one simulated day of the inbox on a 5,000-follower account (a run every 15 minutes). Of the")
     print("messages, 40% come from new followers (owed one welcome), the rest from them again, earlier followers and")
     print("strangers (left alone); 5% are STOP. Inbox events = messages received + sent. Reference (ref:) = a bot")
@@ -72,6 +103,8 @@ def main() -> None:
     print(table(inbox.HEADERS, rows))
     print(f"Prices: ${PRICE_PER_DM_EVENT_READ} per DM event read, billed once per UTC day (courtesy/x_limits.py).")
 
+
+def run_cold_start() -> None:
     print("\nCold start: import time in a fresh interpreter, median of 7 alternating runs, the function's environment.")
     print("Floor A: the dependencies' imports (tweepy, boto3, Powertools Logger, Metrics, Tracer, parameters, idempotency);")
     print("floor B: A plus the X-Ray SDK that Tracer() imports in every environment. Target: courtesy.app ≤ 1.15 × floor.")
@@ -94,4 +127,3 @@ def main() -> None:
         print("Built sizes (.aws-sam/build, apparent bytes): " + ", ".join(f"{name} {size / 1e6:.1f} MB" for name, size in sizes.items()))
     else:
         print("Built sizes: no .aws-sam/build here; `make build` produces it.")
-    print(f"\nbenchmark took {time.monotonic() - began:.0f} s")

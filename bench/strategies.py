@@ -33,6 +33,7 @@ class RunCost:
     cpu_seconds: float | None = None  # None: not measured (computed reads)
     db_reads: int | None = None  # None: the strategy keeps its state in memory
     db_writes: int | None = None
+    summary: dict | None = None  # Courtesy: the run summary
 
 
 @dataclass
@@ -53,20 +54,26 @@ class Courtesy:
 
     name = "Courtesy"
     computed: ComputedReads | None = None
+    # X's whole DM budget (15 per 15 minutes, 1,440 a day), so every strategy may send as fast as X allows.
+    daily_welcome_limit = DM_SEND_PER_24_H
 
     def __init__(self, x: XSandbox, aws: LocalAws):
         self.x, self.aws = x, aws
         aws.reset()
         aws.create_stack_resources(x.credentials)
-        # X's whole DM budget (15 per 15 minutes, 1,440 a day), so every strategy may send as fast as X allows.
         self.function = LocalFunction(
             aws,
             x.base_url,
             clock=lambda: datetime.fromtimestamp(x.now(), UTC),
             DRY_RUN="false",
             MAX_WELCOMES_PER_RUN=str(DM_SEND_PER_15_MIN),
-            DAILY_WELCOME_LIMIT=str(DM_SEND_PER_24_H),
+            DAILY_WELCOME_LIMIT=str(self.daily_welcome_limit),
         )
+
+    @classmethod
+    def with_daily_limit(cls, limit: int) -> type[Courtesy]:
+        """Courtesy with another DailyWelcomeLimit (the template's default is 1,000)."""
+        return type(f"Courtesy{limit}", (cls,), {"daily_welcome_limit": limit, "name": f"Courtesy, limit {limit:,}"})
 
     def run(self, slot: datetime) -> RunCost:
         # EMF metrics are printed to stdout; the logger's stream is pointed elsewhere in bench.run.
@@ -74,7 +81,7 @@ class Courtesy:
             started = time.thread_time()  # this thread only: the sandbox and moto serve from others
             summary = self.function.invoke(event_for_slot(slot))
             cpu = time.thread_time() - started
-        return RunCost(cpu, summary["ledger_reads"], summary["ledger_writes"])
+        return RunCost(cpu, summary["ledger_reads"], summary["ledger_writes"], summary)
 
     def seen(self) -> set[str]:
         client = self.aws.client("dynamodb")
