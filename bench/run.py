@@ -86,7 +86,8 @@ def run_scenarios() -> None:
         " first run plus each newcomer); its DMs are real."
         f"\nPrices (courtesy/x_limits.py): ${PRICE_PER_FOLLOWER_READ} per follower read (${PRICE_PER_OWNED_FOLLOWER_READ}"
         f" through the account's own app), ${PRICE_PER_DM_SENT} per DM. Billed users: the sandbox records the ids each"
-        " followers request returns, per UTC day of its clock; X bills a user read again the same day once."
+        " followers request and each users lookup (Courtesy's check that a queued follower still follows, also"
+        " $0.010) returns, per UTC day of its clock; X bills a user read again the same day once."
         "\nCPU: time.thread_time() around the handler in the calling thread (the sandbox and moto serve from other"
         " threads); every run rebuilds the function's clients, as a cold container would."
     )

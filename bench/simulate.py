@@ -65,6 +65,15 @@ def _followers_requests(x: XSandbox) -> list[dict]:
     return [r for r in x.requests if r["path"].endswith("/followers")]
 
 
+def _billed_users(x: XSandbox) -> dict[str, int]:
+    """Users X bills per UTC day: followers read plus users looked up (both $0.010 in x_limits,
+    each counted once a day by the sandbox)."""
+    billed = dict(x.billed_users_per_day())
+    for day, count in x.billed_lookup_users_per_day().items():
+        billed[day] = billed.get(day, 0) + count
+    return billed
+
+
 def simulate(strategy_class, account: int, pattern: Pattern, days: float, aws) -> Outcome:
     baseline_slot = START - timedelta(seconds=INTERVAL)
     with XSandbox(clock=baseline_slot.timestamp) as x:  # a frozen clock, moved only by the simulation
@@ -103,7 +112,7 @@ def simulate(strategy_class, account: int, pattern: Pattern, days: float, aws) -
             first_run_users=first_users,
             requests=reads.requests if reads else len(_followers_requests(x)),
             users_read=reads.users if reads else x.users_returned,
-            billed_per_day=list((reads.billed if reads else x.billed_users_per_day()).values()),
+            billed_per_day=list((reads.billed if reads else _billed_users(x)).values()),
             dms=len(dms),
             too_many_requests=sum(1 for r in x.requests if r["status"] == 429),
             latencies=latencies,
