@@ -35,7 +35,7 @@ soak: setup
 lint: setup
 	$(VENV)/bin/ruff check src cli tests sandbox tools bench
 	$(VENV)/bin/ruff format --check src cli tests sandbox tools bench
-	$(VENV)/bin/mypy src/handler/courtesy
+	$(VENV)/bin/mypy src/handler/courtesy cli/courtesy_cli tests/unit/fakes.py
 
 validate: setup scan
 	$(VENV)/bin/sam validate --lint

@@ -8,13 +8,16 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from courtesy.lifecycle import BY_NAME
+
 
 class Crash(BaseException):
     """The Lambda process dying: not an Exception, so nothing in the code can catch it."""
 
 
 class At:
-    """Wraps an adapter; does ``action`` just before or just after the n-th call of one method."""
+    """Wraps an adapter; does ``action`` just before or just after the n-th call of one method,
+    or, for the ledger, of one lifecycle transition (``ledger.move("claim", ...)``)."""
 
     def __init__(self, target: Any, method: str, action: Callable[[], None], *, nth: int = 1, after: bool = False):
         self._target, self._method, self._action, self._nth, self._after = target, method, action, nth, after
@@ -22,9 +25,18 @@ class At:
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._target, name)
-        if name != self._method:
-            return attr
+        if name == self._method:
+            return self._counted(attr)
+        if name in ("move", "record") and self._method in BY_NAME and not hasattr(type(self._target), self._method):
 
+            def transition(which: str, *args: Any, **kwargs: Any) -> Any:
+                call = self._counted(attr) if which == self._method else attr
+                return call(which, *args, **kwargs)
+
+            return transition
+        return attr
+
+    def _counted(self, attr: Callable[..., Any]) -> Callable[..., Any]:
         def call(*args: Any, **kwargs: Any) -> Any:
             self.calls += 1
             if self.calls == self._nth and not self._after:

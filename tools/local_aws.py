@@ -117,20 +117,8 @@ class LocalAws:
         """Create the template's tables (same keys and indexes), the credentials secret and the
         alarm topic (digest mode publishes there)."""
         dynamodb = self.client("dynamodb")
-        for logical, resource in self.template["Resources"].items():
-            if resource["Type"] != "AWS::DynamoDB::Table":
-                continue
-            props = resource["Properties"]
-            table = {
-                "TableName": LOCAL_NAMES[logical],
-                "KeySchema": props["KeySchema"],
-                "AttributeDefinitions": props["AttributeDefinitions"],
-                "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
-            }
-            if props.get("GlobalSecondaryIndexes"):
-                table["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+        for table, ttl in table_definitions(self.template):
             dynamodb.create_table(**table)
-            ttl = props.get("TimeToLiveSpecification")
             if ttl:
                 dynamodb.update_time_to_live(TableName=table["TableName"], TimeToLiveSpecification=ttl)
         if credentials is not None:
@@ -138,6 +126,26 @@ class LocalAws:
         topic_arn = self.client("sns").create_topic(Name=ALARM_TOPIC_NAME)["TopicArn"]
         if topic_arn != LOCAL_NAMES["AlarmTopic"]:  # the function's DIGEST_TOPIC_ARN must name this topic
             raise RuntimeError(f"moto made the alarm topic {topic_arn}, not {LOCAL_NAMES['AlarmTopic']}")
+
+
+def table_definitions(template: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+    """The template's tables as CreateTable requests (same keys and indexes, local names),
+    each with its time-to-live specification (None if it has none)."""
+    tables = []
+    for logical, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::DynamoDB::Table":
+            continue
+        props = resource["Properties"]
+        table = {
+            "TableName": LOCAL_NAMES[logical],
+            "KeySchema": props["KeySchema"],
+            "AttributeDefinitions": props["AttributeDefinitions"],
+            "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+        }
+        if props.get("GlobalSecondaryIndexes"):
+            table["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+        tables.append((table, props.get("TimeToLiveSpecification")))
+    return tables
 
 
 def apply_environment(env: dict[str, str]) -> dict[str, str | None]:

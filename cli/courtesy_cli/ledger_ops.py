@@ -1,7 +1,9 @@
 """What the operator commands read from and write to the ledger and the idempotency table.
 
-Every write here is conditional on the state it expects, like the function's own: a
-follower a run is welcoming right now is never touched.
+Reads are scans of the tables. Every write is one of the ledger's own lifecycle transitions
+(courtesy.lifecycle: block, unblock_pending, unblock_departed, forget_blocked, mark_thanked,
+reopen_refused), conditional on the state it expects, like the function's own: a follower a
+run is welcoming right now is never touched.
 """
 
 from __future__ import annotations
@@ -9,13 +11,17 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from courtesy.ledger import DIGEST_QUEUE, EXPIRED_UNCERTAIN_QUEUE, META_KEY, REPLY_DUE_QUEUE, Ledger, State
+from courtesy.domain import iso, queue_key
+from courtesy.ledger import META_KEY, Ledger, plain
+from courtesy.ledger_store import from_dynamodb, to_dynamodb
+from courtesy.lifecycle import NEW, Queue, State
+from courtesy.policy import policy_for
 from courtesy_cli import ui
 from courtesy_cli.resources import CliError
 
@@ -78,45 +84,30 @@ REFUSALS = {
 # recipient, or the message): the function never retries them on its own.
 REQUEUEABLE = (State.UNDELIVERABLE, State.FAILED)
 PROFILE = "https://x.com/{}"
-_NAMES = {
-    "#state": "state",
-    "#reason": "reason",
-    "#from": "blocked_from",
-    "#bat": "blocked_at",
-    "#sat": "skipped_at",
-    "#bq": "blocked_queue",
-    "#q": "queue",
-}
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return iso(datetime.now(UTC))
 
 
-def plain(item: dict[str, Any]) -> dict[str, Any]:
-    """A low-level DynamoDB item as plain values (numbers as int/float)."""
-    out: dict[str, Any] = {}
-    for key, typed in item.items():
-        ((kind, value),) = typed.items()
-        if kind == "N":
-            number = float(value)
-            value = int(number) if number.is_integer() else number
-        out[key] = value
-    return out
-
-
-def _s(value: str) -> dict[str, str]:
-    return {"S": value}
-
-
-def _failed_condition(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+def _states(states: tuple[str, ...]) -> dict[str, Any]:
+    """A scan's filter on the state: one of ``states``."""
+    values = to_dynamodb({f":s{i}": str(s) for i, s in enumerate(states)})
+    return {
+        "FilterExpression": f"#state IN ({', '.join(values)})",
+        "ExpressionAttributeNames": {"#state": "state"},
+        "ExpressionAttributeValues": values,
+    }
 
 
 @dataclass
 class LedgerTable:
     client: Any
     name: str
+    ledger: Ledger = field(init=False, repr=False)  # every write goes through its transitions
+
+    def __post_init__(self) -> None:
+        self.ledger = Ledger(self.client, self.name)
 
     # --- reading ---------------------------------------------------------------------
 
@@ -129,22 +120,13 @@ class LedgerTable:
     def scan(self, description: str, *, table: str | None = None, **kwargs: Any) -> Iterator[dict[str, Any]]:
         """Every item of a table (plain values), page by page, with a progress bar."""
         table = table or self.name
-
-        def pages() -> Iterator[dict[str, Any]]:
-            request = {"TableName": table, **kwargs}
-            while True:
-                page = self.client.scan(**request)
-                yield page
-                if "LastEvaluatedKey" not in page:
-                    return
-                request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-        for item in ui.paged(description, pages(), self._approximate_count(table)):
-            yield plain(item)
+        pages = self.client.get_paginator("scan").paginate(TableName=table, **kwargs)  # follows LastEvaluatedKey
+        for item in ui.paged(description, iter(pages), self._approximate_count(table)):
+            yield plain(from_dynamodb(item))
 
     def get(self, follower_id: str) -> dict[str, Any] | None:
-        item = self.client.get_item(TableName=self.name, Key={"follower_id": _s(follower_id)}, ConsistentRead=True).get("Item")
-        return plain(item) if item else None
+        item = self.ledger.get(follower_id)
+        return plain(item) if item is not None else None
 
     def find_username(self, username: str) -> list[dict[str, Any]]:
         """Followers the ledger knows by this username (X usernames are case-insensitive)."""
@@ -195,7 +177,7 @@ class LedgerTable:
                 reasons[item.get("reason", "?")] += 1
             if item.get("queue"):
                 queues[item["queue"]] += 1
-            if item.get("queue") == EXPIRED_UNCERTAIN_QUEUE:
+            if item.get("queue") == Queue.UNCERTAIN_EXPIRED:
                 expired += 1
             if state == OPTED_OUT:
                 opted_out.append(
@@ -249,7 +231,7 @@ class LedgerTable:
             table=idempotency_table,
             FilterExpression="#s = :done",
             ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={":done": _s("COMPLETED")},
+            ExpressionAttributeValues=to_dynamodb({":done": "COMPLETED"}),
         ):
             try:
                 summary = json.loads(record.get("data", ""))
@@ -261,14 +243,8 @@ class LedgerTable:
         return runs[:limit]
 
     def export_rows(self, states: tuple[str, ...]) -> list[dict[str, str]]:
-        values = {f":s{i}": _s(s) for i, s in enumerate(states)}
         rows = []
-        for item in self.scan(
-            "Exporting",
-            FilterExpression=f"#state IN ({', '.join(values)})",
-            ExpressionAttributeNames={"#state": "state"},
-            ExpressionAttributeValues=values,
-        ):
+        for item in self.scan("Exporting", **_states(states)):
             state = item.get("state", "")
             time = (
                 item.get(STATE_TIME.get(state, ""))
@@ -282,29 +258,16 @@ class LedgerTable:
         rows.sort(key=lambda r: (r["time"], r["follower_id"]))
         return rows
 
-    # --- writing (each one conditional) ------------------------------------------------
+    # --- writing: the ledger's operator transitions (each one conditional) -------------
 
     def block(self, follower_id: str, item: dict[str, Any] | None) -> tuple[bool, str]:
         """(changed, what happened). A pending, departed or unknown follower becomes skipped/blocklisted."""
         for _ in range(3):
+            now = now_iso()
+            fields = {"reason": BLOCKLISTED, "blocked_at": now, "skipped_at": now}
             if item is None:
-                try:
-                    self.client.put_item(
-                        TableName=self.name,
-                        Item={
-                            "follower_id": _s(follower_id),
-                            "state": _s(SKIPPED),
-                            "reason": _s(BLOCKLISTED),
-                            "blocked_from": _s(UNKNOWN),
-                            "blocked_at": _s(now_iso()),
-                            "skipped_at": _s(now_iso()),
-                        },
-                        ConditionExpression="attribute_not_exists(follower_id)",
-                    )
+                if self.ledger.move("block", follower_id, expected=NEW, given=None, fields={**fields, "blocked_from": UNKNOWN}):
                     return True, f"{follower_id} was not in the ledger; recorded as skipped (blocklisted): never welcomed"
-                except ClientError as exc:
-                    if not _failed_condition(exc):
-                        raise
                 item = self.get(follower_id)  # a run recorded them meanwhile: look again
                 continue
             state = item.get("state", "")
@@ -317,26 +280,10 @@ class LedgerTable:
             # The queue is kept (blocked_queue, "" for none) so unblock puts the follower back exactly:
             # a pending follower's queue depends on the welcome mode (e.g. none in reply mode until they write).
             queue = item.get("queue", "")
-            try:
-                self.client.update_item(
-                    TableName=self.name,
-                    Key={"follower_id": _s(follower_id)},
-                    UpdateExpression="SET #state = :skipped, #reason = :reason, #from = :from, #bat = :now, #sat = :now, #bq = :queue"
-                    " REMOVE #q",
-                    ConditionExpression="#state = :from AND " + ("#q = :queue" if queue else "attribute_not_exists(#q)"),
-                    ExpressionAttributeNames=_NAMES,
-                    ExpressionAttributeValues={
-                        ":skipped": _s(SKIPPED),
-                        ":reason": _s(BLOCKLISTED),
-                        ":from": _s(state),
-                        ":now": _s(now_iso()),
-                        ":queue": _s(queue),
-                    },
-                )
+            if self.ledger.move(
+                "block", follower_id, expected=state, given=queue or None, fields={**fields, "blocked_from": state, "blocked_queue": queue}
+            ):
                 return True, f"{_who(item)} was {state}; now skipped (blocklisted): never welcomed"
-            except ClientError as exc:
-                if not _failed_condition(exc):
-                    raise
             item = self.get(follower_id)  # its state changed under us: decide again
         raise CliError(f"{follower_id} keeps changing state; try again in a minute", code=1)
 
@@ -354,42 +301,22 @@ class LedgerTable:
                 "a skip the function recorded is never undone, so nothing changed",
                 code=1,
             )
-        condition = "#state = :skipped AND #reason = :reason AND #from = :from"
-        names = {k: _NAMES[k] for k in ("#state", "#reason", "#from")}
-        values = {":skipped": _s(SKIPPED), ":reason": _s(BLOCKLISTED), ":from": _s(previous)}
-        try:
-            if previous == UNKNOWN:
-                self.client.delete_item(
-                    TableName=self.name,
-                    Key={"follower_id": _s(follower_id)},
-                    ConditionExpression=condition,
-                    ExpressionAttributeNames=names,
-                    ExpressionAttributeValues=values,
-                )
-                return f"{_who(item)} unblocked: not in the ledger again, as before the block"
-            if previous not in BLOCKABLE:
-                raise CliError(f"{_who(item)} was blocked from an unexpected state {previous!r}; not changed", code=1)
-            names = dict(_NAMES)
+        if previous == UNKNOWN:
+            if not self.ledger.move("forget_blocked", follower_id):
+                raise _changed_while_unblocking(follower_id)
+            return f"{_who(item)} unblocked: not in the ledger again, as before the block"
+        if previous not in BLOCKABLE:
+            raise CliError(f"{_who(item)} was blocked from an unexpected state {previous!r}; not changed", code=1)
+        if previous == State.PENDING:
             # Blocks recorded before blocked_queue existed took a pending follower out of the pending queue.
-            queue = item.get("blocked_queue", State.PENDING if previous == State.PENDING else "")
-            update = "SET #state = :from REMOVE #reason, #from, #bat, #sat, #bq, #q"
-            if queue:
-                if not item.get("queued_at"):
-                    raise CliError(f"{_who(item)} has no queued_at to go back into the queue with; not changed", code=1)
-                update = "SET #state = :from, #q = :queue REMOVE #reason, #from, #bat, #sat, #bq"
-                values[":queue"] = _s(queue)
-            self.client.update_item(
-                TableName=self.name,
-                Key={"follower_id": _s(follower_id)},
-                UpdateExpression=update,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as exc:
-            if _failed_condition(exc):
-                raise CliError(f"{follower_id} changed while unblocking; nothing changed, try again", code=1) from None
-            raise
+            queue = item.get("blocked_queue", Queue.PENDING)
+            if queue and not item.get("queued_at"):
+                raise CliError(f"{_who(item)} has no queued_at to go back into the queue with; not changed", code=1)
+            moved = self.ledger.move("unblock_pending", follower_id, queue=queue or None)
+        else:
+            moved = self.ledger.move("unblock_departed", follower_id)
+        if not moved:
+            raise _changed_while_unblocking(follower_id)
         return f"{_who(item)} unblocked: {previous} again"
 
     def thanked(self, follower_id: str, item: dict[str, Any] | None) -> tuple[bool, str]:
@@ -400,30 +327,19 @@ class LedgerTable:
         if item.get("thanked_at"):
             return False, f"{_who(item)} was already marked thanked at {item['thanked_at']}"
         at = now_iso()
-        try:
-            self.client.update_item(
-                TableName=self.name,
-                Key={"follower_id": _s(follower_id)},
-                UpdateExpression="SET #thanked = :at",
-                ConditionExpression="#notable = :true AND attribute_not_exists(#thanked)",
-                ExpressionAttributeNames={"#thanked": "thanked_at", "#notable": "notable"},
-                ExpressionAttributeValues={":at": _s(at), ":true": _s("true")},
-            )
-        except ClientError as exc:
-            if _failed_condition(exc):
-                return False, f"{_who(item)} was marked thanked meanwhile"
-            raise
+        if not self.ledger.move("mark_thanked", follower_id, fields={"thanked_at": at}):
+            return False, f"{_who(item)} was marked thanked meanwhile"
         return True, f"{_who(item)} marked as thanked personally at {at}"
+
+
+def _changed_while_unblocking(follower_id: str) -> CliError:
+    return CliError(f"{follower_id} changed while unblocking; nothing changed, try again", code=1)
 
 
 def requeue_queue(mode: str, item: dict[str, Any]) -> str | None:
     """The queue a requeued follower waits in under this welcome mode (None: in no queue), as the
-    function itself places followers (welcome_cycle's queues, and how a mode takes over another's)."""
-    if item.get("via") == "message":  # wrote without following: only reply mode answers them
-        return REPLY_DUE_QUEUE if mode == "reply" else None
-    if mode == "reply":
-        return REPLY_DUE_QUEUE if item.get("asked_at") else None  # no queue until they write
-    return DIGEST_QUEUE if mode == "digest" else State.PENDING
+    function itself places followers (courtesy.policy)."""
+    return policy_for(mode).requeue_to(item.get("via"), item.get("asked_at"))
 
 
 @dataclass
@@ -449,17 +365,8 @@ def requeue_candidates(ledger: LedgerTable, states: tuple[str, ...], targets: li
                 found[follower_id] = item
         items = list(found.values())
     else:
-        values = {f":s{i}": _s(s) for i, s in enumerate(states)}
-        items = [
-            item
-            for item in ledger.scan(
-                "Looking for followers to requeue",
-                FilterExpression=f"#state IN ({', '.join(values)})",
-                ExpressionAttributeNames={"#state": "state"},
-                ExpressionAttributeValues=values,
-            )
-            if not str(item["follower_id"]).startswith("#")
-        ]
+        scanned = ledger.scan("Looking for followers to requeue", **_states(states))
+        items = [item for item in scanned if not str(item["follower_id"]).startswith("#")]
     items.sort(key=lambda i: (str(i.get("closed_at", "")), i["follower_id"]))
     return items, skipped
 
@@ -468,11 +375,13 @@ def requeue(ledger: LedgerTable, item: dict[str, Any], queue: str | None) -> Req
     """undeliverable/failed -> pending, in ``queue``, through the ledger's own transition: conditional
     on the state shown to the operator, so a follower that changed meanwhile is reported and left."""
     follower_id, state = item["follower_id"], item.get("state", "")
+    now = now_iso()
     # Back at their old place in the queue (oldest first): they have waited longest.
-    queued_at = str(item.get("queued_at") or f"{now_iso()}#{999_999:06d}")
-    if not Ledger(ledger.client, ledger.name).reopen_refused(follower_id, expected=state, queue=queue, queued_at=queued_at, now=now_iso()):
-        now = ledger.get(follower_id)
-        what = f"is {now.get('state', '?')} now" if now and now.get("state") != state else "changed meanwhile"
+    queued_at = str(item.get("queued_at") or queue_key(now, 0))
+    fields = {"queued_at": queued_at, "reopened_at": now, "reopened_from": state}
+    if not ledger.ledger.move("reopen_refused", follower_id, expected=state, queue=queue, fields=fields):
+        current = ledger.get(follower_id)
+        what = f"is {current.get('state', '?')} now" if current and current.get("state") != state else "changed meanwhile"
         return Requeued(follower_id, False, f"{_who(item)} {what}; left as it is")
     where = f"queue {queue}" if queue else "no queue: reply mode welcomes them when they write"
     return Requeued(follower_id, True, f"{_who(item)} was {state}; now pending ({where})")

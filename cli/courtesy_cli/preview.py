@@ -1,8 +1,9 @@
 """A dry run from a laptop: the real welcome cycle against the real account, writing nothing.
 
 The cycle reads X with the stack's credentials and the ledger through a read-through
-overlay (courtesy_cli.overlay): every write it would make (queueing a new follower,
-skipping one, the meta item) stays in memory, so a preview can never disturb a live run.
+overlay (courtesy.ledger_store.MemoryStore over the table's DynamoStore): every write it
+would make (queueing a new follower, skipping one, the meta item) stays in memory, checked
+against the same lifecycle conditions, so a preview can never disturb a live run.
 Settings are the deployed function's own (its environment, when the stack's function
 can be read), with DRY_RUN forced on.
 """
@@ -23,14 +24,13 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from courtesy.errors import CourtesyError
-from courtesy.ledger import QUEUE_INDEX, Ledger
+from courtesy.ledger import Ledger, plain
+from courtesy.ledger_store import KEY, DynamoStore, MemoryStore
 from courtesy.observability import logger as function_logger
 from courtesy.settings import Settings, x_api_origin
 from courtesy.welcome_cycle import WelcomeCycle
 from courtesy.x_account import XAccount
 from courtesy_cli import ui
-from courtesy_cli.ledger_ops import plain
-from courtesy_cli.overlay import ReadThroughDynamoDB, TableSchema
 from courtesy_cli.resources import CliError, Resources, explain_aws_error
 
 # Plenty: a laptop has no Lambda timeout, and the cycle keeps a reserve below this anyway.
@@ -51,15 +51,16 @@ class PreviewResult:
 def function_logs_to_stderr(level: int) -> Iterator[None]:
     """The function logs JSON to stdout for CloudWatch; here stdout is the operator's table."""
     handler = function_logger.registered_handler
-    stream = handler.setStream(sys.stderr) if isinstance(handler, logging.StreamHandler) else None
+    streaming = handler if isinstance(handler, logging.StreamHandler) else None
+    stream = streaming.setStream(sys.stderr) if streaming is not None else None
     previous = function_logger.log_level
     function_logger.setLevel(level)
     try:
         yield
     finally:
         function_logger.setLevel(previous)
-        if stream is not None:
-            handler.setStream(stream)  # type: ignore[union-attr]
+        if streaming is not None and stream is not None:
+            streaming.setStream(stream)
 
 
 def function_environment(resources: Resources, function_name: str) -> dict[str, str]:
@@ -133,14 +134,14 @@ def run_preview(
     note = "" if not settings.x_api_other_host else "   (not X: the stack's X credentials are sent to this host)"
     ui.console(stderr=True).print(ui.cell(f"X API: {settings.x_api_origin}{note}"))
 
-    overlay = ReadThroughDynamoDB(resources.dynamodb, {ledger_table: TableSchema(("follower_id",), {QUEUE_INDEX: ("queue", "queued_at")})})
+    overlay = MemoryStore(under=DynamoStore(resources.dynamodb, ledger_table))  # reads the table; writes stay here
     try:
         x = XAccount(load_credentials(resources, secret_id), base_url=settings.x_api_base_url)
     except CourtesyError as exc:  # names missing keys, never values
         raise CliError(str(exc)) from None
     cycle = WelcomeCycle(
         x=x,
-        ledger=Ledger(overlay, ledger_table),
+        ledger=Ledger(store=overlay),
         settings=settings,
         now=lambda: datetime.now(UTC),
         time_left=lambda: TIME_LEFT_SECONDS,
@@ -156,8 +157,8 @@ def run_preview(
     finally:
         x.close()
     changes = []
-    for before, after in overlay.changes(ledger_table):
-        if after is None or after.get("follower_id", {}).get("S", "").startswith("#"):
+    for before, after in overlay.changes():
+        if after is None or str(after.get(KEY, "")).startswith("#"):
             continue  # the meta item: head, page size, counters
         old, new = plain(before or {}), plain(after)
         changes.append(

@@ -108,3 +108,31 @@ def test_thanked_marks_a_notable_follower(seeded):
     assert "No notable followers waiting" in out
     code, out, err = seeded.cli("thanked", by_state(seeded, "welcomed")[0])
     assert code == 1 and "not a notable follower" in err
+
+
+def test_unblock_puts_each_follower_back_where_the_block_took_them_from(seeded):
+    code, out, err = seeded.cli("block", "901")  # departed: in no queue
+    assert code == 0 and "was departed; now skipped" in out
+    assert (seeded.item("901")["blocked_from"], seeded.item("901")["blocked_queue"]) == ("departed", "")
+    code, out, err = seeded.cli("unblock", "@gone")
+    assert code == 0 and "departed again" in out
+    item = seeded.item("901")
+    assert item["state"] == "departed" and not {"reason", "blocked_from", "blocked_at", "skipped_at", "blocked_queue", "queue"} & set(item)
+
+    # A pending follower in no queue (reply mode, until they write) goes back to no queue.
+    seeded.put("903", state="pending", username="quiet", queued_at="2026-11-26T01:00:00.000000Z#999999")
+    code, out, err = seeded.cli("block", "903")
+    assert code == 0 and seeded.item("903")["blocked_queue"] == ""
+    code, out, err = seeded.cli("unblock", "903")
+    assert code == 0 and seeded.item("903")["state"] == "pending" and "queue" not in seeded.item("903")
+
+    # Blocked before blocked_queue was recorded: back into the pending queue, which needs a queued_at.
+    seeded.put("904", state="skipped", reason="blocklisted", blocked_from="pending", username="old",
+               queued_at="2026-11-26T00:00:00.000000Z#999999")  # fmt: skip
+    code, out, err = seeded.cli("unblock", "904")
+    assert code == 0 and (seeded.item("904")["state"], seeded.item("904")["queue"]) == ("pending", "pending")
+    assert "904" in seeded.queued()
+    seeded.put("905", state="skipped", reason="blocklisted", blocked_from="pending", username="noqueue")
+    before = seeded.item("905")
+    code, out, err = seeded.cli("unblock", "905")
+    assert code == 1 and "has no queued_at to go back into the queue with" in err and seeded.item("905") == before

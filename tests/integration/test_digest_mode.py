@@ -15,7 +15,7 @@ from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
 from courtesy import digest as digest_module
 from courtesy.digest import DigestMaybePublished
 from courtesy.errors import DigestNotPublished
-from courtesy.ledger import State
+from courtesy.lifecycle import State
 from tests.faults import Crash, CrashAt
 from tests.integration.conftest import digest_event, listed_usernames
 from tools.local_aws import LOCAL_NAMES
@@ -62,15 +62,17 @@ def test_a_digest_that_dies_after_publishing_lists_its_followers_again_marked_as
     stack.run(**DIGEST)
     from courtesy import ledger as ledger_module
 
-    original = ledger_module.Ledger.mark_listed
+    original = ledger_module.Ledger.move
 
-    def die(self, *args, **kwargs):
-        raise Crash("died after publishing, before recording")
+    def die(self, name, *args, **kwargs):
+        if name == "mark_listed":
+            raise Crash("died after publishing, before recording")
+        return original(self, name, *args, **kwargs)
 
-    monkeypatch.setattr(ledger_module.Ledger, "mark_listed", die)
+    monkeypatch.setattr(ledger_module.Ledger, "move", die)
     with pytest.raises(Crash):
         stack.run(digest_event(stack), **DIGEST)
-    monkeypatch.setattr(ledger_module.Ledger, "mark_listed", original)
+    monkeypatch.setattr(ledger_module.Ledger, "move", original)
     stack.slot += timedelta(days=1)
     summary = stack.run(digest_event(stack), **DIGEST)
     assert summary["listed"] == 2 and summary["listed_again"] == 2
@@ -119,7 +121,7 @@ def test_a_crash_in_the_scan_of_digest_mode_loses_nobody(stack, inbox, monkeypat
 
     def crashing(self, **kwargs):
         real(self, **kwargs)
-        self.ledger = CrashAt(self.ledger, "queue_new", nth=2)
+        self.ledger = CrashAt(self.ledger, "record_new", nth=2)
 
     monkeypatch.setattr(welcome_cycle.WelcomeCycle, "__init__", crashing)
     with pytest.raises(Crash):

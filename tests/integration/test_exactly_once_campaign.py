@@ -36,9 +36,10 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
+from courtesy.domain import parse_time
 from courtesy.errors import CourtesyError
-from courtesy.ledger import META_KEY, State
-from courtesy.x_account import parse_time
+from courtesy.ledger import META_KEY
+from courtesy.lifecycle import State
 from sandbox import USAGE_CAPPED_BODY, XSandbox
 from tests.faults import Crash, CrashAt
 from tests.integration.conftest import CycleWorld, Stack
@@ -53,10 +54,10 @@ PROFILES = {
 INITIAL_FOLLOWERS = 30
 X_CALLS = ["followers_page", "send_dm", "find_sent_dm", "account_id", "dm_events_page", "lookup_users", "followers_count"]
 LEDGER_CALLS = [
-    "load_meta", "save_meta", "record_baseline", "known", "queue_new", "requeue_departed", "queued", "claim", "mark_welcomed",
+    "load_meta", "save_meta", "record_baseline", "known", "record_new", "requeue_departed", "queued", "claim", "mark_welcomed",
     "mark_uncertain", "release", "mark_undeliverable", "confirm_uncertain", "release_uncertain", "mark_departed", "save_daily_count",
     "move_queue", "ask_reply", "record_message_sender", "opt_out", "claim_confirmation", "settle_confirmation",
-    "note_empty_lookup", "reopen_refused", "note_writer", "adopt_writer", "skip_writer",
+    "note_empty_lookup", "reopen_refused", "note_writer", "adopt_writer", "skip_writer", "settle_interrupted",
 ]  # fmt: skip
 DIGEST_CALLS = ["queued", "start_listing", "mark_listed", "release_listing", "publish"]
 CONFIRMATION = "Got it"  # how the built-in opt-out confirmation starts

@@ -41,7 +41,7 @@ def newcomers(world):
         ("x", "send_dm", False),  # between claim and send
         ("x", "send_dm", True),  # after X accepted the DM, before the ledger records it
         ("ledger", "mark_welcomed", False),  # the same, seen from the ledger
-        ("ledger", "queue_new", True),  # in the middle of recording what a scan found
+        ("ledger", "record_new", True),  # in the middle of recording what a scan found
         ("ledger", "known", False),  # before the page's followers are even looked up
     ],
 )
@@ -210,9 +210,10 @@ def test_a_claim_lost_to_another_run_is_skipped(world, newcomers):
         def __getattr__(self, name):
             return getattr(self._ledger, name)
 
-        def claim(self, follower_id, **kwargs):
-            self._ledger.claim(follower_id, **{**kwargs, "run_id": "rival"})
-            return self._ledger.claim(follower_id, **kwargs)
+        def move(self, name, follower_id, **kwargs):
+            if name == "claim":
+                self._ledger.move(name, follower_id, fields={**kwargs["fields"], "run_id": "rival"})
+            return self._ledger.move(name, follower_id, **kwargs)
 
     summary = world.run(wrap_ledger=Rival)
     assert summary.welcomed == 0 and world.x.dm_log == []

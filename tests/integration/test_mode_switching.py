@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from courtesy.ledger import State
+from courtesy.lifecycle import State
 from tests.integration.conftest import Inbox, digest_event, listed_usernames
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from courtesy.ledger import State
+from courtesy.lifecycle import State
 from tests.faults import Crash, CrashAt
 
 REPLY = {"welcome_mode": "reply"}

@@ -12,14 +12,9 @@ import pytest
 import requests
 
 from courtesy import x_account
+from courtesy.domain import follows_account
 from courtesy.errors import RateLimited, SendOutcomeUnknown, UnexpectedAnswer, XUnavailable
-from courtesy.x_account import (
-    USERS_LOOKUP_MAX_IDS,
-    XAccount,
-    follows_account,
-    refresh_oauth2_tokens,
-    validate_oauth2_credentials,
-)
+from courtesy.x_account import USERS_LOOKUP_MAX_IDS, XAccount, refresh_oauth2_tokens, validate_oauth2_credentials
 from sandbox import XSandbox
 from sandbox.tls import HttpsSandbox
 

@@ -1,12 +1,11 @@
-"""Hand-written stand-ins for the two adapters, with the same methods and no network."""
+"""Stand-ins for the two adapters without a network: a hand-written X, and the real ledger in memory."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
+from courtesy.domain import Follower, FollowersPage
 from courtesy.errors import CourtesyError, RateLimited, SendOutcomeUnknown
-from courtesy.ledger import EXPIRED_UNCERTAIN_QUEUE, Entry, Known, Meta, State
-from courtesy.x_account import Follower, FollowersPage
+from courtesy.ledger import Ledger, Meta
+from courtesy.ledger_store import Item, MemoryStore
 
 
 class FakeX:
@@ -83,134 +82,22 @@ class FakeX:
         return [text for recipient, text in self.sent if recipient == follower_id]
 
 
-class FakeLedger:
-    """The ledger's rules (conditional transitions, oldest-first queue) over a dict."""
+class FakeLedger(Ledger):
+    """The real ledger, its lifecycle table and conditions, over an in-memory store: the
+    fake cannot drift from the rules because it has none of its own."""
 
     def __init__(self) -> None:
-        self.items: dict[str, dict] = {}
-        self.meta: Meta | None = None
-        self.reads = self.writes = 0
-        self.batch_gets = 0
+        self.memory = MemoryStore()
+        super().__init__(store=self.memory)
 
-    def load_meta(self) -> Meta | None:
-        return None if self.meta is None else Meta(**vars(self.meta))
+    @property
+    def items(self) -> dict[str, Item]:
+        """Every follower's record (not the ledger's own "#" items)."""
+        return {k: v for k, v in self.memory.items.items() if v is not None and not k.startswith("#")}
 
-    def save_meta(self, meta: Meta) -> None:
-        self.meta = Meta(**vars(meta))
-
-    def save_daily_count(self, day: str, count: int) -> None:
-        self.daily = (day, count)
-
-    def known(self, ids: Iterable[str]) -> dict[str, Known]:
-        ids = list(ids)
-        self.batch_gets += (len(ids) + 99) // 100
-        return {i: Known(self.items[i]["state"], self.items[i].get("asked_at", "")) for i in ids if i in self.items}
-
-    def record_baseline(self, followers, now: str) -> int:
-        added = 0
-        for f in followers:
-            if f.id not in self.items:
-                self.items[f.id] = {"state": State.BASELINE, "username": f.username, "name": f.name}
-                added += 1
-        return added
-
-    def record_skipped(self, f, *, reason: str, now: str) -> bool:
-        if f.id in self.items:
-            return False
-        self.items[f.id] = {"state": State.SKIPPED, "username": f.username, "name": f.name, "reason": reason}
-        return True
-
-    def skip_pending(self, follower_id, *, reason, now) -> bool:
-        return self._move(follower_id, State.PENDING, State.SKIPPED, reason=reason)
-
-    def queue_new(self, f, *, queued_at: str, now: str, notable: bool = False, queue=State.PENDING) -> bool:
-        if f.id in self.items:
-            return False
-        self.items[f.id] = {
-            **({} if queue == State.PENDING else {"queue": queue}),
-            "notable": notable,
-            "state": State.PENDING,
-            "username": f.username,
-            "name": f.name,
-            "queued_at": queued_at,
-        }
-        return True
-
-    def queued(self, state: str, limit: int | None = None) -> list[Entry]:
-        rows = sorted((v["queued_at"], k) for k, v in self.items.items() if v.get("queue", v["state"]) == state and "queued_at" in v)
-        rows = rows[:limit] if limit is not None else rows
-        return [
-            Entry(
-                k,
-                self.items[k]["state"],
-                self.items[k]["username"],
-                self.items[k]["name"],
-                q,
-                self.items[k].get("claimed_at", ""),
-                empty_lookup_at=self.items[k].get("empty_lookup_at", ""),
-            )
-            for q, k in rows
-        ]
-
-    def count_queued(self, state: str) -> int:
-        return len(self.queued(state))
-
-    def _move(self, follower_id: str, expected: str, new: str, owner: str | None = None, **fields) -> bool:
-        item = self.items.get(follower_id)
-        if item is None or item["state"] != expected:
-            return False
-        if owner is not None and item.get("run_id") != owner:
-            return False
-        item.pop("queue", None)
-        item.update(state=new, **fields)
-        return True
-
-    def claim(self, follower_id, *, run_id, template_id, now) -> bool:
-        return self._move(follower_id, State.PENDING, State.SENDING, None, run_id=run_id, template_id=template_id, claimed_at=now)
-
-    def mark_welcomed(self, follower_id, *, run_id, dm_event_id, now) -> bool:
-        return self._move(follower_id, State.SENDING, State.WELCOMED, run_id, dm_event_id=dm_event_id)
-
-    def mark_undeliverable(self, follower_id, *, run_id, detail, now) -> bool:
-        return self._move(follower_id, State.SENDING, State.UNDELIVERABLE, run_id, detail=detail)
-
-    def mark_failed(self, follower_id, *, run_id, detail, now) -> bool:
-        return self._move(follower_id, State.SENDING, State.FAILED, run_id, detail=detail)
-
-    def mark_uncertain(self, follower_id, *, detail, now, run_id=None) -> bool:
-        return self._move(follower_id, State.SENDING, State.UNCERTAIN, run_id, detail=detail)
-
-    def release(self, follower_id, *, run_id, detail) -> bool:
-        return self._move(follower_id, State.SENDING, State.PENDING, run_id, detail=detail)
-
-    def confirm_uncertain(self, follower_id, *, dm_event_id, now) -> bool:
-        return self._move(follower_id, State.UNCERTAIN, State.WELCOMED, dm_event_id=dm_event_id)
-
-    def note_empty_lookup(self, follower_id, *, now) -> bool:
-        return self._move(follower_id, State.UNCERTAIN, State.UNCERTAIN, queue=State.UNCERTAIN, empty_lookup_at=now)
-
-    def release_uncertain(self, follower_id, *, now) -> bool:
-        return self._move(follower_id, State.UNCERTAIN, State.PENDING)
-
-    def reopen_refused(self, follower_id, *, expected, queue, queued_at, now) -> bool:
-        return self._move(follower_id, expected, State.PENDING, queued_at=queued_at, **({} if queue == State.PENDING else {"queue": queue}))
-
-    def expire_uncertain(self, follower_id, *, now) -> bool:
-        return self._move(follower_id, State.UNCERTAIN, State.UNCERTAIN, queue=EXPIRED_UNCERTAIN_QUEUE)
-
-    def mark_departed(self, follower_id, *, now) -> bool:
-        return self._move(follower_id, State.PENDING, State.DEPARTED)
-
-    def requeue_departed(self, follower, *, now, queued_at, queue=State.PENDING) -> bool:
-        return self._move(
-            follower.id,
-            State.DEPARTED,
-            State.PENDING,
-            queued_at=queued_at,
-            name=follower.name,
-            username=follower.username,
-            **({} if queue == State.PENDING else {"queue": queue}),
-        )
+    @property
+    def meta(self) -> Meta | None:
+        return self.load_meta()
 
     def states(self) -> dict[str, str]:
-        return {k: v["state"] for k, v in self.items.items()}
+        return {k: str(v["state"]) for k, v in self.items.items()}

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from courtesy.domain import Follower
 from courtesy.filters import FollowerFilters
-from courtesy.x_account import Follower
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 ORDINARY = {

@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from courtesy.baseline import BASELINE_PAGE_SIZE
+from courtesy.domain import Follower
 from courtesy.errors import (
     CredentialsRejected,
     MessageRejected,
@@ -14,10 +16,10 @@ from courtesy.errors import (
     SendOutcomeUnknown,
     XUnavailable,
 )
-from courtesy.ledger import State
+from courtesy.lifecycle import State
+from courtesy.scan import HEAD_MATCH
 from courtesy.settings import Settings
-from courtesy.welcome_cycle import BASELINE_PAGE_SIZE, HEAD_MATCH, WelcomeCycle
-from courtesy.x_account import Follower
+from courtesy.welcome_cycle import WelcomeCycle
 from tests.unit.fakes import FakeLedger, FakeX
 
 BASE_ENV = {
@@ -277,7 +279,7 @@ def test_given_a_run_that_died_after_claiming_then_the_next_run_marks_it_uncerta
     run(world)
     [fan] = x.follow(1)
     run(world, dry_run="true")
-    assert ledger.claim(fan.id, run_id="dead-run", template_id="t", now="2026-11-26T02:40:00.000000Z")
+    assert ledger.move("claim", fan.id, fields={"run_id": "dead-run", "template_id": "t", "claimed_at": "2026-11-26T02:40:00.000000Z"})
     summary = run(world)
     assert ledger.states()[fan.id] == State.UNCERTAIN and summary.uncertain == 1 and x.sent == []
     run(world)

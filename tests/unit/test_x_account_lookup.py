@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 import requests
 
+from courtesy.domain import Follower, follows_account
 from courtesy.errors import RateLimited, UnexpectedAnswer
-from courtesy.x_account import FOLLOWER_FIELDS, LOOKUP_FIELDS, USERS_LOOKUP_MAX_IDS, Follower, XAccount, follows_account
+from courtesy.x_account import FOLLOWER_FIELDS, LOOKUP_FIELDS, USERS_LOOKUP_MAX_IDS, XAccount
 
 CREDENTIALS = {"consumer_key": "ck", "consumer_secret": "cs", "access_token": "1-at", "access_token_secret": "ats"}
 NOW = 1_800_000_000.0

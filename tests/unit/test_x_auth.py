@@ -8,16 +8,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import boto3
 import pytest
 import requests
-from moto import mock_aws
 
 from courtesy import x_account
 from courtesy.errors import CredentialsMissing, CredentialsRejected, TokenRefreshInProgress, UnexpectedAnswer, XUnavailable
 from courtesy.ledger import OAUTH_REFRESH_KEY, Ledger
 from courtesy.x_account import OAuth2Tokens, XAccount, is_oauth2, refresh_oauth2_tokens, validate_oauth2_credentials
-from courtesy.x_auth import LEASE_SECONDS, REFRESH_MARGIN_SECONDS, TokenKeeper
+from courtesy.x_auth import LEASE_SECONDS, REFRESH_MARGIN_SECONDS, LedgerLease, TokenKeeper
+from tests.unit.conftest import LEDGER_TABLE, moto_ledger_table
 
 NOW = 1_800_000_000.0
 SECRET = {
@@ -269,34 +268,27 @@ def test_a_broken_secret_under_the_lease_is_named_not_refreshed():
 
 @pytest.fixture
 def ledger():
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
-        client.create_table(
-            TableName="ledger",
-            KeySchema=[{"AttributeName": "follower_id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "follower_id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        yield Ledger(client, "ledger")
+    with moto_ledger_table() as client:
+        yield Ledger(client, LEDGER_TABLE)
 
 
 def test_one_holder_at_a_time_until_released(ledger):
-    assert ledger.take_lease(OAUTH_REFRESH_KEY, holder="a", now=NOW, seconds=90)
-    assert not ledger.take_lease(OAUTH_REFRESH_KEY, holder="b", now=NOW + 1, seconds=90)
-    assert ledger.release_lease(OAUTH_REFRESH_KEY, holder="a")
-    assert ledger.take_lease(OAUTH_REFRESH_KEY, holder="b", now=NOW + 2, seconds=90)
+    assert LedgerLease(ledger, "a").take(NOW, 90)
+    assert not LedgerLease(ledger, "b").take(NOW + 1, 90)
+    assert LedgerLease(ledger, "a").release()
+    assert LedgerLease(ledger, "b").take(NOW + 2, 90)
 
 
 def test_a_dead_holders_lease_lapses_and_its_late_release_frees_nothing(ledger):
-    assert ledger.take_lease(OAUTH_REFRESH_KEY, holder="a", now=NOW, seconds=90)
-    assert not ledger.take_lease(OAUTH_REFRESH_KEY, holder="b", now=NOW + 89, seconds=90)
-    assert ledger.take_lease(OAUTH_REFRESH_KEY, holder="b", now=NOW + 90, seconds=90)
-    assert not ledger.release_lease(OAUTH_REFRESH_KEY, holder="a")  # too late: b holds it
-    assert not ledger.take_lease(OAUTH_REFRESH_KEY, holder="c", now=NOW + 100, seconds=90)
+    assert LedgerLease(ledger, "a").take(NOW, 90)
+    assert not LedgerLease(ledger, "b").take(NOW + 89, 90)
+    assert LedgerLease(ledger, "b").take(NOW + 90, 90)
+    assert not LedgerLease(ledger, "a").release()  # too late: b holds it
+    assert not LedgerLease(ledger, "c").take(NOW + 100, 90)
 
 
 def test_the_lease_is_not_a_follower_and_not_the_meta_item(ledger):
-    ledger.take_lease(OAUTH_REFRESH_KEY, holder="a", now=NOW, seconds=90)
+    LedgerLease(ledger, "a").take(NOW, 90)
     assert ledger.load_meta() is None
     assert OAUTH_REFRESH_KEY.startswith("#") and not OAUTH_REFRESH_KEY[1:].isdigit()  # X ids are numeric
 

@@ -29,17 +29,17 @@ from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
 from courtesy.digest import Digest, DigestMaybePublished
 from courtesy.errors import (
-    AppNotPermitted,
     ConfigurationError,
     CredentialsMissing,
-    CredentialsRejected,
     DigestNotPublished,
     InvalidEvent,
+    PersonNeeded,
     TokenRefreshInProgress,
     XUnavailable,
 )
 from courtesy.ledger import Ledger
 from courtesy.observability import logger, metrics, tracer
+from courtesy.policy import policy_for
 from courtesy.settings import Settings
 from courtesy.welcome_cycle import WelcomeCycle
 from courtesy.x_account import XAccount, is_oauth2, refresh_oauth2_tokens
@@ -47,8 +47,6 @@ from courtesy.x_auth import LedgerLease, TokenKeeper
 
 SERVICE = "courtesy"
 METRICS_NAMESPACE = "Courtesy"
-# Failures a person must fix; everything else ends a run cleanly.
-PERSON_NEEDED = (CredentialsRejected, AppNotPermitted, CredentialsMissing, ConfigurationError)
 # Credentials are re-read at most this often, so a rotated secret is picked up without a redeploy.
 SECRET_MAX_AGE_SECONDS = 300
 # Writing refreshed OAuth 2.0 tokens back: bounded, so the refresh lease (x_auth.LEASE_SECONDS) outlives it.
@@ -190,7 +188,7 @@ def _run_cycle(settings: Settings, dynamodb: Any, slot: str, context: LambdaCont
 
 
 def _run_digest(settings: Settings, dynamodb: Any, slot: str) -> dict[str, Any]:
-    if settings.welcome_mode != "digest":
+    if not policy_for(settings.welcome_mode).digests:
         # The digest schedule is only enabled in digest mode; a stray or replayed event does nothing.
         logger.info("Digest event ignored: not in digest mode", extra={"mode": settings.welcome_mode})
         return {"slot": slot, "skipped_run": True, "reason": f"WELCOME_MODE is {settings.welcome_mode}, not digest"}
@@ -255,7 +253,7 @@ def _publish_metrics(summary: dict[str, Any]) -> None:
             extra={"reason": "SendingRefused", "runs": summary.get("account_refused_runs")},
         )
         _single_metric("PersonNeeded", 1, "SendingRefused")
-    if summary["mode"] == "reply":
+    if policy_for(summary["mode"]).reads_inbox:
         metrics.add_metric(name="DmEventsRead", unit=MetricUnit.Count, value=summary["dm_events_read"])
         metrics.add_metric(name="RepliesDue", unit=MetricUnit.Count, value=summary["replies_due"])
     metrics.add_metric(name="OptOuts", unit=MetricUnit.Count, value=summary["opted_out"])
@@ -298,8 +296,9 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         # Another delivery of this same slot is running right now: this one does nothing.
         logger.info("Duplicate delivery of a slot still running; nothing to do", extra={"slot": slot})
         return {"slot": slot, "duplicate": True}
-    except PERSON_NEEDED as exc:
-        # Only these fail a run on purpose: an alarm asks a person to fix them.
+    except PersonNeeded as exc:
+        # Only failures a person must fix (errors.PersonNeeded) fail a run on purpose: an alarm
+        # asks a person to fix them. Everything else ends a run cleanly.
         logger.error("Run failed: a person needs to act", extra={"reason": type(exc).__name__, "detail": str(exc)})
         _single_metric("PersonNeeded", 1, type(exc).__name__)
         raise

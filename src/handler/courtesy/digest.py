@@ -21,9 +21,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from courtesy.domain import iso
 from courtesy.errors import CourtesyError, DigestNotPublished
-from courtesy.ledger import DIGEST_LISTING_QUEUE, DIGEST_QUEUE, Entry, Ledger, iso
+from courtesy.ledger import Entry, Ledger
+from courtesy.lifecycle import Queue
 from courtesy.observability import logger
+from courtesy.policy import is_message_sender
 from courtesy.settings import Settings
 
 # Followers per published message (SNS takes 256 KB; an e-mail stays readable), and
@@ -82,14 +85,15 @@ class Digest:
         digest_id, now = self.summary.digest_id, iso(self.now())
         capacity = ENTRIES_PER_MESSAGE * MESSAGES_PER_DIGEST
         lines: list[Line] = []
-        for entry in self.ledger.queued(DIGEST_LISTING_QUEUE, limit=capacity):
+        for entry in self.ledger.queued(Queue.DIGEST_LISTING, limit=capacity):
             # A digest that stopped between claiming and recording: maybe published, maybe not.
-            if self.ledger.start_listing(entry.follower_id, digest_id=digest_id, now=now, again=True):
+            fields = {"run_id": digest_id, "listing_at": now, "maybe_listed_before": "true"}
+            if self.ledger.move("relist", entry.follower_id, fields=fields):
                 lines.append(Line(entry, self._note(entry), again=True))
-        for entry in self.ledger.queued(DIGEST_QUEUE, limit=capacity - len(lines)):
-            if entry.via == "message":
+        for entry in self.ledger.queued(Queue.DIGEST, limit=capacity - len(lines)):
+            if is_message_sender(entry.via):
                 continue  # not a follower (reply mode's); never in a digest
-            if self.ledger.start_listing(entry.follower_id, digest_id=digest_id, now=now):
+            if self.ledger.move("start_listing", entry.follower_id, fields={"run_id": digest_id, "listing_at": now}):
                 lines.append(Line(entry, self._note(entry), again=False))
         # Notable followers first; otherwise in the order they followed.
         lines.sort(key=lambda line: (not line.entry.notable, line.entry.queued_at))
@@ -101,7 +105,7 @@ class Digest:
             except DigestNotPublished as exc:
                 # Provably not published: this part and the rest go back to wait for the next digest.
                 for line in (line for rest in chunks[number - 1 :] for line in rest):
-                    self.ledger.release_listing(line.entry.follower_id, digest_id=digest_id)
+                    self.ledger.move("release_listing", line.entry.follower_id, run_id=digest_id)
                 self.summary.not_published = True
                 self.summary.notes.append(f"digest not published: {exc}")
                 logger.error("Digest not published; its followers wait for the next one", extra={"reason": str(exc)})
@@ -110,7 +114,7 @@ class Digest:
                 # Maybe out: this part's followers stay claimed, and the next digest lists them again,
                 # marked. Never resent now (at most once). The parts after it were not sent: released.
                 for line in (line for rest in chunks[number:] for line in rest):
-                    self.ledger.release_listing(line.entry.follower_id, digest_id=digest_id)
+                    self.ledger.move("release_listing", line.entry.follower_id, run_id=digest_id)
                 self.summary.outcome_unknown = True
                 self.summary.notes.append(
                     f"digest may or may not be published ({exc}): its {len(chunk)} followers are listed again in the next digest"
@@ -119,13 +123,15 @@ class Digest:
                 break
             self.summary.messages += 1
             for line in chunk:
-                self.ledger.mark_listed(line.entry.follower_id, digest_id=digest_id, now=iso(self.now()))
+                self.ledger.move(
+                    "mark_listed", line.entry.follower_id, run_id=digest_id, fields={"digest_id": digest_id, "listed_at": iso(self.now())}
+                )
                 self.summary.listed += 1
                 self.summary.notable += int(line.entry.notable)
                 self.summary.listed_again += int(line.again)
         if not lines:
             self.summary.notes.append("no new followers since the last digest; nothing published")
-        self.summary.waiting = self.ledger.count_queued(DIGEST_QUEUE)
+        self.summary.waiting = self.ledger.count_queued(Queue.DIGEST)
         return self.summary
 
     def _note(self, entry: Entry) -> str:

@@ -14,7 +14,12 @@ class CourtesyError(Exception):
 # --- Problems a person must fix: the run fails so an alarm can fire. ---------
 
 
-class ConfigurationError(CourtesyError):
+class PersonNeeded(CourtesyError):
+    """Base class of the failures only a person can fix: they fail the run on purpose, and the
+    handler tells a person (the PersonNeeded metric and its alarm)."""
+
+
+class ConfigurationError(PersonNeeded):
     """A setting is missing or invalid (environment, templates)."""
 
 
@@ -22,15 +27,15 @@ class InvalidEvent(CourtesyError):
     """The invocation event is not one Courtesy understands."""
 
 
-class CredentialsMissing(CourtesyError):
+class CredentialsMissing(PersonNeeded):
     """The credentials secret is absent, unreadable or still holds placeholders."""
 
 
-class CredentialsRejected(CourtesyError):
+class CredentialsRejected(PersonNeeded):
     """X answered 401: the keys or tokens are wrong or revoked."""
 
 
-class AppNotPermitted(CourtesyError):
+class AppNotPermitted(PersonNeeded):
     """X answered 403 for the app itself (e.g. no Direct Message permission)."""
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from courtesy.x_account import Follower, parse_time
+from courtesy.domain import Follower, parse_time
 
 # Why a follower was skipped: recorded in the ledger and counted in metrics.
 DEFAULT_PROFILE_IMAGE = "default_profile_image"

@@ -11,40 +11,57 @@ crash before the cursor is saved only means reading again.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from courtesy.domain import DmEvent, Follower, iso, queue_key
 from courtesy.errors import RateLimited, UnexpectedAnswer, XUnavailable
-from courtesy.ledger import MESSAGED_STATES, Confirmation, Known, Ledger, Meta, State, iso, queue_key
+from courtesy.ledger import Known, Ledger, Meta
+from courtesy.lifecycle import MESSAGED_STATES, Confirmation, State
 from courtesy.observability import logger
 from courtesy.opt_out import opt_out_word
+from courtesy.policy import VIA_MESSAGE
 from courtesy.settings import Settings
-from courtesy.x_account import DmEvent, XAccount
 from courtesy.x_limits import DM_EVENTS_PAGE_MAX
 
 if TYPE_CHECKING:
-    from courtesy.welcome_cycle import RunSummary
+    from courtesy.x_account import XAccount
 
 # Inbox pages read per run. With the welcome cycle's 3 reconciliation lookups, within X's
 # 15 DM lookups per 15 minutes, so a 15-minute schedule never meets the limit.
 INBOX_PAGES_PER_RUN = 8
 
 
+@dataclass
+class InboxResult:
+    dm_events_read: int = 0  # inbox events read (each billed)
+    opted_out: int = 0
+    replies_due: int = 0  # people who wrote and are now owed their welcome
+    notes: list[str] = field(default_factory=list)
+
+
 class ReplyInbox:
-    def __init__(self, *, x: XAccount, ledger: Ledger, settings: Settings, summary: RunSummary, now: Callable[[], datetime]):
+    """One run's reading of the inbox (make one per run)."""
+
+    def __init__(self, *, x: XAccount, ledger: Ledger, settings: Settings, now: Callable[[], datetime]):
         self.x = x
         self.ledger = ledger
         self.settings = settings
-        self.summary = summary
         self.now = now
+        self.result = InboxResult()
 
-    def read(self, meta: Meta) -> None:
+    def read(self, meta: Meta) -> InboxResult:
         """Read the account's DM events newer than the cursor (newest first; each event is
         billed), then older stretches a burst left unread. Followers who wrote become owed
         their welcome; opt-outs are recorded. Handling an event twice changes nothing, so
         the cursor is saved with the rest of the run's meta."""
+        self._read(meta)
+        return self.result
+
+    def _read(self, meta: Meta) -> None:
         if spent := self.x.dm_lookups_spent():
-            self.summary.notes.append(f"inbox not read: {spent}")
+            self.result.notes.append(f"inbox not read: {spent}")
             return
         budget = INBOX_PAGES_PER_RUN
         try:
@@ -52,10 +69,10 @@ class ReplyInbox:
                 # The first reply-mode run: messages already there were not written to
                 # Courtesy (a person may have answered them). Note where the inbox stands.
                 page = self.x.dm_events_page(max_results=1)
-                self.summary.dm_events_read += len(page.events)
+                self.result.dm_events_read += len(page.events)
                 meta.dm_cursor = page.events[0].id if page.events else "0"
                 meta.dm_page_size = 1
-                self.summary.notes.append("reply mode started: messages from now on are answered")
+                self.result.notes.append("reply mode started: messages from now on are answered")
                 return
             cursor = meta.dm_cursor
             newest, token, pages, found = self._read_down(meta, floor=cursor, token=None, budget=budget, size=meta.dm_page_size)
@@ -72,7 +89,7 @@ class ReplyInbox:
                     _, token, pages, _ = self._read_down(meta, floor=floor, token=gap_token, budget=budget, size=DM_EVENTS_PAGE_MAX)
                 except UnexpectedAnswer as exc:  # e.g. X no longer takes the saved page token
                     meta.dm_gaps.pop(0)
-                    self.summary.notes.append(f"an older stretch of the inbox was given up: {exc}")
+                    self.result.notes.append(f"an older stretch of the inbox was given up: {exc}")
                     continue
                 budget -= pages
                 if token:
@@ -80,9 +97,9 @@ class ReplyInbox:
                 else:
                     meta.dm_gaps.pop(0)
             if meta.dm_gaps:
-                self.summary.notes.append("inbox: older messages are read next run")
+                self.result.notes.append("inbox: older messages are read next run")
         except (XUnavailable, UnexpectedAnswer, RateLimited) as exc:
-            self.summary.notes.append(f"inbox reading stopped: {exc}")
+            self.result.notes.append(f"inbox reading stopped: {exc}")
             logger.warning("Inbox reading stopped early", extra={"reason": str(exc)})
 
     def _read_down(self, meta: Meta, *, floor: str, token: str | None, budget: int, size: int) -> tuple[str, str | None, int, int]:
@@ -94,7 +111,7 @@ class ReplyInbox:
         while pages < budget:
             page = self.x.dm_events_page(max_results=size, token=token, with_senders=self.settings.reply_to_non_followers)
             pages += 1
-            self.summary.dm_events_read += len(page.events)
+            self.result.dm_events_read += len(page.events)
             above = [e for e in page.events if int(e.id) > int(floor)]
             if above and not newest:
                 newest = above[0].id
@@ -117,20 +134,22 @@ class ReplyInbox:
             state = record.state if record else None
             if word := opt_out_word(event.text):
                 if self.ledger.opt_out(sender, known_state=state, word=word, now=iso(self.now()), confirmation=self._confirmation(state)):
-                    self.summary.opted_out += 1
+                    self.result.opted_out += 1
                     logger.info("Opted out: never messaged again", extra={"follower_id": sender, "word": word})
                 known[sender] = Known(State.OPTED_OUT)
             elif state == State.PENDING:
                 asked = iso(event.created_at)
-                if self.ledger.ask_reply(sender, asked_at=asked, queued_at=queue_key(asked, 0)):
-                    self.summary.replies_due += 1
+                if self.ledger.move("ask_reply", sender, fields={"asked_at": asked, "queued_at": queue_key(asked, 0)}):
+                    self.result.replies_due += 1
                     logger.info("Follower wrote first: owed a welcome", extra={"follower_id": sender})
             elif state is None and self.settings.reply_to_non_followers:
                 asked = iso(event.created_at)
-                if self.ledger.record_message_sender(
-                    sender, username=event.sender_username, name=event.sender_name, asked_at=asked, queued_at=queue_key(asked, 0)
+                if self.ledger.record(
+                    "record_message_sender",
+                    Follower(sender, event.sender_username, event.sender_name),
+                    {"via": VIA_MESSAGE, "first_seen_at": asked, "asked_at": asked, "queued_at": queue_key(asked, 0)},
                 ):
-                    self.summary.replies_due += 1
+                    self.result.replies_due += 1
                     known[sender] = Known(State.PENDING)
             elif state in (None, State.WROTE):
                 # Not known as a follower yet: maybe they followed since this run's scan, or

@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -22,6 +22,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from courtesy.domain import DmEvent, DmEventsPage, Follower, FollowersPage, parse_time
 from courtesy.errors import (
     AppNotPermitted,
     CredentialsMissing,
@@ -56,39 +57,6 @@ DM_LOOKUP_PAGES = 3
 TIMEOUTS = (3.05, 15)
 # 403 problem types that are about the app or its tokens, not about the recipient.
 _APP_PROBLEMS = ("oauth1-permissions", "client-forbidden", "unsupported-authentication", "usage-capped")
-
-
-@dataclass(frozen=True)
-class Follower:
-    id: str
-    username: str
-    name: str
-    profile: dict[str, Any] = field(default_factory=dict, compare=False)
-
-
-@dataclass(frozen=True)
-class FollowersPage:
-    followers: list[Follower]
-    next_token: str | None
-
-
-@dataclass(frozen=True)
-class DmEvent:
-    """One message in the account's DM events (sent or received)."""
-
-    id: str
-    sender_id: str
-    text: str
-    created_at: datetime
-    conversation_id: str
-    sender_username: str = ""  # only when asked for (with_senders)
-    sender_name: str = ""
-
-
-@dataclass(frozen=True)
-class DmEventsPage:
-    events: list[DmEvent]  # newest first
-    next_token: str | None
 
 
 @dataclass
@@ -697,20 +665,3 @@ def _follower(user: Any, answer: str) -> Follower:
         raise UnexpectedAnswer(f"X's {answer} answer holds a user without a numeric string id")
     profile = {k: v for k, v in user.items() if k not in ("id", "username", "name")}
     return Follower(user["id"], str(user.get("username", "")), str(user.get("name", "")), profile)
-
-
-def follows_account(user: Follower) -> bool:
-    """Whether a user from lookup_users follows the account (X's connection_status says followed_by)."""
-    status = user.profile.get("connection_status", [])
-    return isinstance(status, list) and "followed_by" in status
-
-
-def parse_time(value: Any) -> datetime | None:
-    """An ISO-8601 time as X and the ledger write it ("...Z"), in UTC; None if it is not one."""
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

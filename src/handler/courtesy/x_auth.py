@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from courtesy.errors import CredentialsRejected, TokenRefreshInProgress
 from courtesy.ledger import OAUTH_REFRESH_KEY, Ledger
+from courtesy.ledger_store import KEY, Check, number
 from courtesy.observability import logger
 from courtesy.x_account import OAuth2Tokens, validate_oauth2_credentials
 
@@ -45,7 +46,7 @@ POLL_SECONDS = 0.5
 class Lease(Protocol):
     def take(self, now: float, seconds: float) -> bool: ...
 
-    def release(self) -> None: ...
+    def release(self) -> bool: ...
 
 
 class LedgerLease:
@@ -56,10 +57,14 @@ class LedgerLease:
         self.holder = holder or uuid.uuid4().hex
 
     def take(self, now: float, seconds: float) -> bool:
-        return self._ledger.take_lease(OAUTH_REFRESH_KEY, holder=self.holder, now=now, seconds=seconds)
+        """Hold the lease until ``now + seconds``. False while another holder's lease is live."""
+        free = ((Check(KEY, "absent"),), (Check("lease_until", "<=", number(now)),), (Check("holder", "=", self.holder),))
+        return self._ledger.put_record(OAUTH_REFRESH_KEY, {"holder": self.holder, "lease_until": number(now + seconds)}, when=free)
 
-    def release(self) -> None:
-        self._ledger.release_lease(OAUTH_REFRESH_KEY, holder=self.holder)
+    def release(self) -> bool:
+        """Let go, if still ours (an update: the role may not delete items). A lapsed lease
+        someone else holds now is left alone."""
+        return self._ledger.update_record(OAUTH_REFRESH_KEY, {"lease_until": number(0)}, when=((Check("holder", "=", self.holder),),))
 
 
 class TokenKeeper:

@@ -1,0 +1,119 @@
+"""What Courtesy talks about, with no adapter in sight: followers, pages of them, DM events,
+a run's summary, and the ledger's time format.
+
+The X adapter (courtesy.x_account) builds these from X's answers; the ledger, the welcome
+cycle and the CLI use them without importing tweepy, requests or boto3.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Follower:
+    id: str
+    username: str
+    name: str
+    profile: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class FollowersPage:
+    followers: list[Follower]
+    next_token: str | None
+
+
+@dataclass(frozen=True)
+class DmEvent:
+    """One message in the account's DM events (sent or received)."""
+
+    id: str
+    sender_id: str
+    text: str
+    created_at: datetime
+    conversation_id: str
+    sender_username: str = ""  # only when asked for (with_senders)
+    sender_name: str = ""
+
+
+@dataclass(frozen=True)
+class DmEventsPage:
+    events: list[DmEvent]  # newest first
+    next_token: str | None
+
+
+def follows_account(user: Follower) -> bool:
+    """Whether a user from a user lookup follows the account (X's connection_status says followed_by)."""
+    status = user.profile.get("connection_status", [])
+    return isinstance(status, list) and "followed_by" in status
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An ISO-8601 time as X and the ledger write it ("...Z"), in UTC; None if it is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def iso(moment: datetime) -> str:
+    """A time as the ledger writes it: UTC, microseconds, "Z"; such strings sort in time order."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def queue_key(now: str, position: int) -> str:
+    """Sort key in a queue: runs in time order; within a run, deeper in the newest-first
+    list (an older follow) sorts first, so a queue is welcomed oldest first."""
+    return f"{now}#{999_999 - position:06d}"
+
+
+@dataclass
+class RunSummary:
+    """What one run did, for the log, the metrics, the CLI and the benchmark."""
+
+    run_id: str
+    dry_run: bool
+    baseline: bool = False
+    followers_read: int = 0
+    new_followers: int = 0
+    welcomed: int = 0
+    skipped: int = 0
+    skipped_by_reason: dict[str, int] = field(default_factory=dict)
+    failed: int = 0
+    pending: int = 0
+    uncertain: int = 0
+    uncertain_expired: int = 0
+    reconciled_welcomed: int = 0
+    reconciled_released: int = 0
+    departed: int = 0
+    mode: str = "dm"
+    dm_events_read: int = 0  # reply mode: inbox events read (each billed)
+    replies_due: int = 0  # reply mode: followers who wrote and are owed their welcome
+    opted_out: int = 0
+    confirmations_sent: int = 0
+    rate_limited: bool = False
+    scan_complete: bool = True
+    # X's followers answer contradicted the ledger (an empty page, or a list that ended
+    # without any follower known to be there): nothing of it was recorded.
+    scan_doubted: bool = False
+    presence_lookups: int = 0  # users looked up to confirm queued followers still follow
+    reconciled_checked_once: int = 0  # uncertain sends with one empty lookup: checked again later
+    account_refused: bool = False  # sending stopped: X refused the account or app, not recipients
+    account_refused_runs: int = 0  # consecutive runs stopped that way
+    would_welcome: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def count_skip(self, reason: str, by: int = 1) -> None:
+        self.skipped += by
+        self.skipped_by_reason[reason] = self.skipped_by_reason.get(reason, 0) + by
+        if not self.skipped_by_reason[reason]:
+            del self.skipped_by_reason[reason]
