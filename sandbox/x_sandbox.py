@@ -12,6 +12,9 @@ Served endpoints (shapes, limits and errors follow X's public documentation):
 
     POST /2/oauth2/token   (grant_type=refresh_token only)
 
+    The X Activity API (webhooks, activity subscriptions, signed event deliveries, replay):
+    see activity.py, mixed in here.
+
 Every /2/ request needs user context: OAuth 1.0a with the configured
 credentials and a valid HMAC-SHA1 signature, or an OAuth 2.0 user access
 token (``Authorization: Bearer``) that the sandbox issued and that has not
@@ -58,6 +61,8 @@ from oauthlib.common import safe_string_equals
 from oauthlib.oauth1.rfc5849 import signature as oauth_sig
 from oauthlib.oauth1.rfc5849 import utils as oauth_utils
 
+from .activity import ActivityMixin
+
 X_HOST = "https://api.twitter.com"
 
 DEFAULT_CREDENTIALS = {
@@ -65,6 +70,8 @@ DEFAULT_CREDENTIALS = {
     "consumer_secret": "sandbox-consumer-secret",
     "access_token": "1000-sandbox-access-token",
     "access_token_secret": "sandbox-access-token-secret",
+    # The app-only bearer token: the webhook and activity-subscription endpoints (activity.py) take it.
+    "bearer_token": "sandbox-app-bearer-token",
 }
 
 # OAuth 2.0 clients registered with the sandbox: client_id -> client_secret (None: a public client).
@@ -254,7 +261,7 @@ class _Window:
         return math.ceil((self.start if self.start is not None else now) + self.seconds)
 
 
-class XSandbox:
+class XSandbox(ActivityMixin):
     def __init__(
         self,
         *,
@@ -306,6 +313,8 @@ class XSandbox:
         self._refresh_tokens: dict[str, dict] = {}  # token -> {"client_id", "spent"}
         self._token_calls: dict[str, int] = {}  # refresh token -> token-endpoint calls that presented it
         self._token_faults: list = []  # (status, body) or None (take the refresh, drop the answer)
+        self._following: dict[str, float] = {}  # users the account follows (follow_user) -> since
+        self._init_activity()
 
     # ---- lifecycle -------------------------------------------------------------------------
     def start(self) -> XSandbox:
@@ -321,6 +330,7 @@ class XSandbox:
         return self
 
     def stop(self) -> None:
+        self.stop_auto_delivery()
         if self._server:
             self._server.shutdown()
             self._server.server_close()
@@ -396,6 +406,7 @@ class XSandbox:
             user_id = self._upsert_user(user_id, username, name, receives_dm, fields)
             if user_id not in self._follow_seq:  # a (re-)follow goes to the front
                 self._follow(user_id)
+                self._activity_follow("follow.follow", user_id, self.account_id)
             return self._public_user(user_id)
 
     def add_user(self, user_id: str | None = None, *, username=None, name=None, receives_dm=True, **fields) -> dict:
@@ -460,6 +471,21 @@ class XSandbox:
         with self._lock:
             if self._follow_seq.pop(str(user_id), None) is not None:
                 self._follow_order.remove(str(user_id))
+                self._activity_follow("follow.unfollow", str(user_id), self.account_id)
+
+    def follow_user(self, user_id: str) -> None:
+        """The account follows `user_id` (an existing user): a follow.follow event with the account
+        as source.  A user lookup then shows "following" in connection_status."""
+        with self._lock:
+            self._require_user(user_id)
+            if str(user_id) not in self._following:
+                self._following[str(user_id)] = self.now()
+                self._activity_follow("follow.follow", self.account_id, str(user_id))
+
+    def unfollow_user(self, user_id: str) -> None:
+        with self._lock:
+            if self._following.pop(str(user_id), None) is not None:
+                self._activity_follow("follow.unfollow", self.account_id, str(user_id))
 
     def follower_ids(self) -> list[str]:
         with self._lock:
@@ -534,7 +560,9 @@ class XSandbox:
         """A DM from a user (a follower or not: see add_user) to the account, at the sandbox time."""
         with self._lock:
             self._require_user(sender_id)
-            return self._record(self._store_event(str(sender_id), self.account_id, text))
+            event = self._store_event(str(sender_id), self.account_id, text)
+            self._activity_dm(event)
+            return self._record(event)
 
     # ---- OAuth 2.0 ------------------------------------------------------------------------------
     def issue_oauth2_tokens(self, client_id: str = "sandbox-oauth2-confidential") -> dict:
@@ -661,6 +689,7 @@ class XSandbox:
             self._billed.clear()
             self._billed_dm_events.clear()
             self._billed_lookup.clear()
+            self._reset_activity_counters()
 
     def _utc_day(self) -> str:
         return time.strftime("%Y-%m-%d", time.gmtime(self.now()))
@@ -786,6 +815,9 @@ class XSandbox:
             with self._lock:
                 status, payload = self._h_token(headers, body)
             return status, {"Cache-Control": "no-store"}, payload
+        if self.is_activity_path(split.path):
+            status, payload = self.handle_activity(method, url, headers, body)
+            return status, {}, payload
         endpoint, fn, args = self._route(method, split.path)
         self._authenticate(method, split.path, split.query, headers, body)
         with self._lock:
@@ -901,9 +933,10 @@ class XSandbox:
                 errors.append(self._lookup_error(uid, "Forbidden", f"User has been suspended: [{uid}]."))
             else:
                 user = self._public_user(uid)
-                # The account's relations to this user.  The sandbox has followers only (the account
-                # follows nobody), so "following" never appears; no relation at all is [].
-                user["connection_status"] = ["followed_by"] if uid in self._follow_seq else []
+                # The account's relations to this user (follow_user makes it follow someone); none is [].
+                user["connection_status"] = (["following"] if uid in self._following else []) + (
+                    ["followed_by"] if uid in self._follow_seq else []
+                )
                 data.append({f: user[f] for f in fields if f in user})
         self.lookup_users_returned += len(data)
         self._billed_lookup.setdefault(self._utc_day(), set()).update(u["id"] for u in data)
