@@ -45,6 +45,39 @@ class DmEventsPage:
     next_token: str | None
 
 
+@dataclass(frozen=True)
+class ActivityEvent:
+    """One X Activity API event, as a webhook delivers it: {"event_uuid", "event_type",
+    "filter": {"user_id"}, "payload", ...}. ``data`` is the whole event object (what is queued)."""
+
+    event_uuid: str  # opaque text: X's can be negative ("-7953..."); never arithmetic
+    event_type: str
+    user_id: str  # the filter's user: the account
+    payload: dict[str, Any]
+    data: dict[str, Any]
+
+
+def opaque_id(value: Any) -> str | None:
+    """An id as text (json.loads keeps integers exact; they are kept as their digits)."""
+    if isinstance(value, str) and value.strip():
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def activity_event(item: Any) -> ActivityEvent | None:
+    """An event object checked for the envelope's fields, or None if it lacks one."""
+    if not isinstance(item, dict):
+        return None
+    event_uuid, filter_ = opaque_id(item.get("event_uuid")), item.get("filter")
+    user_id = opaque_id(filter_.get("user_id")) if isinstance(filter_, dict) else None
+    event_type, payload = item.get("event_type"), item.get("payload")
+    if event_uuid is None or user_id is None or not isinstance(event_type, str) or not isinstance(payload, dict):
+        return None
+    return ActivityEvent(event_uuid, event_type, user_id, payload, {**item, "event_uuid": event_uuid})
+
+
 def follows_account(user: Follower) -> bool:
     """Whether a user from a user lookup follows the account (X's connection_status says followed_by)."""
     status = user.profile.get("connection_status", [])
