@@ -142,7 +142,9 @@ class CycleWorld:
         return digest.run()
 
     def states(self) -> dict[str, str]:
-        return {k: v["state"] for k, v in self.stack.ledger_items().items() if k != "#meta"}
+        return {
+            k: v["state"] for k, v in self.stack.ledger_items().items() if not k.startswith("#")
+        }  # followers only: not the meta item, leases or event records
 
     def dms_per_follower(self) -> dict[str, int]:
         return self.stack.welcomes_per_follower()

@@ -37,6 +37,7 @@ from courtesy.errors import (
     TokenRefreshInProgress,
     XUnavailable,
 )
+from courtesy.event_worker import handle_events
 from courtesy.ledger import Ledger
 from courtesy.observability import logger, metrics, tracer
 from courtesy.policy import policy_for
@@ -269,10 +270,52 @@ def _single_metric(name: str, value: int, reason: str) -> None:
         metric.add_dimension(name="Reason", value=reason)
 
 
-@logger.inject_lambda_context(clear_state=True)
+def is_event_batch(event: Any) -> bool:
+    """An SQS batch of X's webhook events (webhook delivery), not a schedule event."""
+    records = event.get("Records") if isinstance(event, dict) else None
+    return isinstance(records, list) and bool(records) and all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records)
+
+
+def _run_events(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Webhook events, handled by this same function: its reserved concurrency of 1 means they never
+    overlap a scheduled run (they share claims, the daily count and the meta item)."""
+    rt = runtime()
+    logger.set_correlation_id(f"events/{getattr(context, 'aws_request_id', 'local')}")
+    started = time.monotonic()
+    try:
+        # X's token endpoint down or another process refreshing: raised, so SQS delivers the batch again.
+        x = XAccount(x_credentials(rt.settings, rt.dynamodb), base_url=rt.settings.x_api_base_url)
+        try:
+            result = handle_events(
+                event["Records"],
+                x=x,
+                ledger=Ledger(rt.dynamodb, rt.settings.ledger_table),
+                settings=rt.settings,
+                now=lambda: clock(),
+                time_left=lambda: context.get_remaining_time_in_millis() / 1000,
+                run_id=f"events/{getattr(context, 'aws_request_id', 'local')}",
+            )
+        finally:
+            x.close()
+    except PersonNeeded as exc:
+        logger.error("Webhook events failed: a person needs to act", extra={"reason": type(exc).__name__, "detail": str(exc)})
+        _single_metric("PersonNeeded", 1, type(exc).__name__)
+        raise
+    metrics.add_metric(name="WebhookEventsHandled", unit=MetricUnit.Count, value=result.events)
+    metrics.add_metric(name="WebhookEventsFailed", unit=MetricUnit.Count, value=len(result.batch_item_failures))
+    metrics.add_metric(name="NewFollowers", unit=MetricUnit.Count, value=result.new_followers)
+    metrics.add_metric(name="WelcomesSent", unit=MetricUnit.Count, value=result.welcomed)
+    logger.info("Webhook batch summary", extra={"summary": result.as_dict(), "seconds": round(time.monotonic() - started, 3)})
+    return {"batchItemFailures": result.batch_item_failures}
+
+
+# A webhook batch holds people's messages (dm.received): the event is never logged.
+@logger.inject_lambda_context(clear_state=True, log_event=False)
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if is_event_batch(event):
+        return _run_events(event, context)
     slot = schedule_slot(event)
     kind = "digest" if is_digest_event(event) else "run"
     logger.set_correlation_id(slot if kind == "run" else f"digest/{slot}")

@@ -5,7 +5,9 @@ event at or below it is handled), and after a burst larger than one run can read
 older stretches it left ("gaps"), in later runs. A post-baseline follower who writes is
 put in the reply queue, owed their one welcome (the welcome cycle sends it); a message
 that is an opt-out is recorded at once. Handling an event twice changes nothing, so a
-crash before the cursor is saved only means reading again.
+crash before the cursor is saved only means reading again. The rule for each message
+(``handle_messages``) is shared with the webhook's dm.received events (courtesy.event_worker),
+which handle a message within seconds; this read remains the safety net that reads them all.
 """
 
 from __future__ import annotations
@@ -125,50 +127,74 @@ class ReplyInbox:
         return newest, token, pages, found
 
     def _handle_messages(self, meta: Meta, events: list[DmEvent]) -> None:
-        account = meta.account_id
-        inbound = [e for e in events if e.sender_id != account and self._one_to_one(e, account)]
-        known = self.ledger.known(e.sender_id for e in inbound)
-        for event in inbound:  # newest first; the order does not matter (see opt_out)
-            sender = event.sender_id
-            record = known.get(sender)
-            state = record.state if record else None
-            if word := opt_out_word(event.text):
-                if self.ledger.opt_out(sender, known_state=state, word=word, now=iso(self.now()), confirmation=self._confirmation(state)):
-                    self.result.opted_out += 1
-                    logger.info("Opted out: never messaged again", extra={"follower_id": sender, "word": word})
-                known[sender] = Known(State.OPTED_OUT)
-            elif state == State.PENDING:
-                asked = iso(event.created_at)
-                if self.ledger.move("ask_reply", sender, fields={"asked_at": asked, "queued_at": queue_key(asked, 0)}):
-                    self.result.replies_due += 1
-                    logger.info("Follower wrote first: owed a welcome", extra={"follower_id": sender})
-            elif state is None and self.settings.reply_to_non_followers:
-                asked = iso(event.created_at)
-                if self.ledger.record(
-                    "record_message_sender",
-                    Follower(sender, event.sender_username, event.sender_name),
-                    {"via": VIA_MESSAGE, "first_seen_at": asked, "asked_at": asked, "queued_at": queue_key(asked, 0)},
-                ):
-                    self.result.replies_due += 1
-                    known[sender] = Known(State.PENDING)
-            elif state in (None, State.WROTE):
-                # Not known as a follower yet: maybe they followed since this run's scan, or
-                # will soon. A scan that finds them following within a day owes them the welcome.
-                self.ledger.note_writer(sender, asked_at=iso(event.created_at))
-                known[sender] = Known(State.WROTE)
-            # Anyone else (followed before Courtesy started, welcomed, skipped) is left alone:
-            # a person answers them, or nobody.
+        handled = handle_messages(events, ledger=self.ledger, settings=self.settings, now=self.now, account_id=meta.account_id)
+        self.result.opted_out += handled.opted_out
+        self.result.replies_due += handled.replies_due
 
-    def _confirmation(self, state: str | None) -> str:
-        """Only someone Courtesy has written to gets the one confirmation of their opt-out."""
-        if state not in MESSAGED_STATES:
-            return Confirmation.NOT_NEEDED
-        return Confirmation.DRY_RUN if self.settings.dry_run else Confirmation.DUE
 
-    @staticmethod
-    def _one_to_one(event: DmEvent, account: str) -> bool:
-        """A message in the account's 1:1 conversation with its sender, not a group's."""
-        if not event.conversation_id:
-            return True
-        ids = sorted((event.sender_id, account), key=int)
-        return event.conversation_id == f"{ids[0]}-{ids[1]}"
+def handle_messages(
+    events: list[DmEvent], *, ledger: Ledger, settings: Settings, now: Callable[[], datetime], account_id: str
+) -> InboxResult:
+    """Reply mode's rule for the account's messages, wherever they were read (this module's
+    inbox read, or the webhook's dm.received events: courtesy.event_worker). Only inbound
+    messages in the account's 1:1 conversations count. An opt-out is recorded (confirmed
+    once if Courtesy wrote to them); a pending follower who writes is owed their welcome;
+    a non-follower is answered if the operator asks for it; anyone else not known yet is
+    noted as a writer. Every step is an idempotent ledger transition: handling a message
+    twice changes nothing. Returns the counts (opted_out, replies_due); message text is
+    never logged."""
+    result = InboxResult()
+    account = account_id
+    inbound = [e for e in events if e.sender_id != account and _one_to_one(e, account)]
+    known = ledger.known(e.sender_id for e in inbound)
+    for event in inbound:  # newest first; the order does not matter (see opt_out)
+        sender = event.sender_id
+        record = known.get(sender)
+        state = record.state if record else None
+        if word := opt_out_word(event.text):
+            if ledger.opt_out(sender, known_state=state, word=word, now=iso(now()), confirmation=_confirmation(settings, state)):
+                result.opted_out += 1
+                logger.info("Opted out: never messaged again", extra={"follower_id": sender, "word": word})
+            known[sender] = Known(State.OPTED_OUT)
+        elif state == State.PENDING:
+            asked = iso(event.created_at)
+            if ledger.move("ask_reply", sender, fields={"asked_at": asked, "queued_at": queue_key(asked, 0)}):
+                result.replies_due += 1
+                logger.info("Follower wrote first: owed a welcome", extra={"follower_id": sender})
+        elif state is None and settings.reply_to_non_followers:
+            asked = iso(event.created_at)
+            if ledger.record(
+                "record_message_sender",
+                Follower(sender, event.sender_username, event.sender_name),
+                {"via": VIA_MESSAGE, "first_seen_at": asked, "asked_at": asked, "queued_at": queue_key(asked, 0)},
+            ):
+                result.replies_due += 1
+                known[sender] = Known(State.PENDING)
+        elif state in (None, State.WROTE):
+            # Not known as a follower yet: maybe they followed since this run's scan, or
+            # will soon. A scan that finds them following within a day owes them the welcome.
+            ledger.note_writer(sender, asked_at=iso(event.created_at))
+            known[sender] = Known(State.WROTE)
+        # Anyone else (followed before Courtesy started, welcomed, skipped) is left alone:
+        # a person answers them, or nobody.
+    return result
+
+
+def _confirmation(settings: Settings, state: str | None) -> str:
+    """Only someone Courtesy has written to gets the one confirmation of their opt-out."""
+    if state not in MESSAGED_STATES:
+        return Confirmation.NOT_NEEDED
+    return Confirmation.DRY_RUN if settings.dry_run else Confirmation.DUE
+
+
+def one_to_one_conversation_id(a: str, b: str) -> str:
+    """The id X gives the 1:1 conversation of two users: their ids, smaller first, joined by "-"."""
+    ids = sorted((a, b), key=int)
+    return f"{ids[0]}-{ids[1]}"
+
+
+def _one_to_one(event: DmEvent, account: str) -> bool:
+    """A message in the account's 1:1 conversation with its sender, not a group's."""
+    if not event.conversation_id:
+        return True
+    return event.conversation_id == one_to_one_conversation_id(event.sender_id, account)
