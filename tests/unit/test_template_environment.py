@@ -1,5 +1,6 @@
-"""The function's environment fits Lambda's 4 KB even with every free-text parameter at its
-maximum length and the longest stack name the template allows."""
+"""The functions' environments fit Lambda's 4 KB even with every free-text parameter at its
+maximum length and the longest stack name the template allows; the webhook delivery's receiver
+gets only what it reads (its events are handled by the scheduled function itself)."""
 
 from __future__ import annotations
 
@@ -19,15 +20,19 @@ DEPLOYED_REFS = {
     "IdempotencyTable": f"{LONGEST_STACK}-IdempotencyTable-1ABCDEFGHIJKL",
     "XCredentialsSecret": f"arn:aws:secretsmanager:ap-southeast-2:123456789012:secret:{LONGEST_STACK}/x-credentials-AbCdEf",
     "AlarmTopic": f"arn:aws:sns:ap-southeast-2:123456789012:{LONGEST_STACK}-courtesy-alarms",
+    # SQS's queue URL: the generated queue name is cut to 80 characters.
+    "WebhookEventQueue": "https://sqs.ap-southeast-2.amazonaws.com/123456789012/" + "q" * 80,
 }
+RECEIVER = "WebhookReceiverFunction"
 
 
-def test_the_environment_fits_lambdas_4_kb_with_every_parameter_at_its_longest():
+@pytest.mark.parametrize("function", [FUNCTION, RECEIVER])
+def test_the_environment_fits_lambdas_4_kb_with_every_parameter_at_its_longest(function):
     template = load_template()
     parameters = template["Parameters"]
     variables = {
         **template["Globals"]["Function"]["Environment"]["Variables"],
-        **template["Resources"][FUNCTION]["Properties"]["Environment"]["Variables"],
+        **template["Resources"][function]["Properties"]["Environment"]["Variables"],
     }
     total = 0
     for name, value in variables.items():
@@ -70,3 +75,12 @@ def test_local_runs_allow_the_sandbox_explicitly():
     local = LocalFunction(LocalAws(), "http://127.0.0.1:8765")
     settings = Settings.from_env(local.env)
     assert settings.x_api_allow_other_host and settings.x_api_origin == "http://127.0.0.1:8765"
+
+
+def test_the_receiver_gets_only_what_it_reads():
+    """The receiver reads the credentials secret and the queue, nothing of the ledger or settings."""
+    variables = load_template()["Resources"][RECEIVER]["Properties"]["Environment"]["Variables"]
+    assert variables == {"X_CREDENTIALS_SECRET_ID": {"Ref": "XCredentialsSecret"}, "WEBHOOK_QUEUE_URL": {"Ref": "WebhookEventQueue"}}
+    source = (Path(__file__).resolve().parents[2] / "src" / "handler" / "courtesy" / "webhook_receiver.py").read_text()
+    for name in variables:
+        assert f'"{name}"' in source, name
