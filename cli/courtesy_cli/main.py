@@ -86,6 +86,10 @@ def parser() -> argparse.ArgumentParser:
     requeue.add_argument("--state", action="append", choices=REQUEUEABLE, help="only this state (repeatable; default: both)")
     requeue.add_argument("--mode", choices=WELCOME_MODES, help="the welcome mode whose queue they go to (default: the deployed function's)")
     requeue.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation (for scripts)")
+
+    from courtesy_cli.webhook import add_parser as add_webhook_parser
+
+    add_webhook_parser(commands)
     return top
 
 
@@ -413,6 +417,12 @@ def cmd_requeue(resources: Resources, args: argparse.Namespace) -> int:
     return 0 if not left else 1
 
 
+def cmd_webhook(resources: Resources, args: argparse.Namespace) -> int:
+    from courtesy_cli.webhook import cmd_webhook as run  # requests and the X calls: only when needed
+
+    return run(resources, args)
+
+
 COMMANDS = {
     "status": cmd_status,
     "preview": cmd_preview,
@@ -421,6 +431,7 @@ COMMANDS = {
     "unblock": cmd_unblock,
     "thanked": cmd_thanked,
     "requeue": cmd_requeue,
+    "webhook": cmd_webhook,
 }
 
 
