@@ -223,6 +223,13 @@ def test_throttles_alarm_notifies_the_topic():
     assert alarm["AlarmActions"] == alarm["OKActions"] == ["arn:aws:sns:topic"]
 
 
+@pytest.mark.parametrize("delivery, periods", [("schedule", 1), ("webhook", 3)])
+def test_throttles_alarm_waits_for_a_function_always_busy_only_with_webhook_delivery(delivery, periods):
+    """Webhook batches arriving during a run are throttled and redelivered as a matter of course."""
+    alarm = Stack(Delivery=delivery).resource("FunctionThrottlesAlarm")["Properties"]
+    assert (alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"], alarm["Period"]) == (periods, periods, 900)
+
+
 @pytest.mark.parametrize("delivery", ["schedule", "webhook"])
 def test_the_dashboard_shows_every_alarm(delivery):
     """Every alarm the stack has, and (schedule delivery) none it does not have."""
