@@ -91,7 +91,8 @@ def sqs_record(n: int, body: Any) -> dict[str, Any]:
 _batches = 0
 
 
-def handle(world, *bodies, time_left: float = 300.0, **env: str) -> event_worker.WorkerResult:
+def handle(world, *bodies, wrap_x=None, wrap_ledger=None, time_left: float = 300.0, **env: str) -> event_worker.WorkerResult:
+    """One SQS batch of these event bodies; the XAccount and the Ledger pass through the wrappers if given."""
     global _batches
     _batches += 1
     settings = Settings.from_env({**BASE_ENV, **{k.upper(): str(v) for k, v in env.items()}})
@@ -100,8 +101,8 @@ def handle(world, *bodies, time_left: float = 300.0, **env: str) -> event_worker
     try:
         return handle_events(
             [sqs_record(i, b) for i, b in enumerate(bodies)],
-            x=x_account,
-            ledger=ledger,
+            x=wrap_x(x_account) if wrap_x else x_account,
+            ledger=wrap_ledger(ledger) if wrap_ledger else ledger,
             settings=settings,
             now=world.now,
             time_left=lambda: time_left,

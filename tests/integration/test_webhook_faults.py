@@ -8,45 +8,15 @@ from __future__ import annotations
 import pytest
 
 from courtesy import event_worker
-from courtesy.event_worker import handle_events
-from courtesy.ledger import Ledger
-from courtesy.settings import Settings
-from courtesy.x_account import XAccount
 from tests.faults import Crash, CrashAt
-from tests.integration.conftest import BASE_ENV
 from tests.integration.test_event_worker import (
     DM_SENDS_PER_15_MIN,
     after_baseline,  # noqa: F401 - a fixture
     follow,
     handle,
-    sqs_record,
     state,
     unfollow,
 )
-from tools.local_aws import LOCAL_NAMES
-
-_batches = 0
-
-
-def handle_wrapped(world, *bodies, wrap_x=None, wrap_ledger=None, time_left: float = 300.0, **env: str) -> event_worker.WorkerResult:
-    """handle(), with the XAccount and the Ledger passed through the given wrappers."""
-    global _batches
-    _batches += 1
-    settings = Settings.from_env({**BASE_ENV, **{k.upper(): str(v) for k, v in env.items()}})
-    x_account = XAccount(world.x.credentials, base_url=world.x.base_url, clock=world.x.now)
-    ledger = Ledger(world.dynamodb, LOCAL_NAMES["LedgerTable"], sleep=lambda _: None)
-    try:
-        return handle_events(
-            [sqs_record(i, b) for i, b in enumerate(bodies)],
-            x=wrap_x(x_account) if wrap_x else x_account,
-            ledger=wrap_ledger(ledger) if wrap_ledger else ledger,
-            settings=settings,
-            now=world.now,
-            time_left=lambda: time_left,
-            run_id=f"faulty-events-{_batches}",
-        )
-    finally:
-        x_account.close()
 
 
 def settle(world, runs: int = 4, **env: str) -> None:
@@ -75,7 +45,7 @@ def test_a_worker_killed_mid_event_and_redelivered_welcomes_once(after_baseline,
     body = follow(world, fan["id"])
     wrap = {f"wrap_{adapter}": lambda a: CrashAt(a, method, nth=1, after=after)}
     with pytest.raises(Crash):
-        handle_wrapped(world, body, **wrap)
+        handle(world, body, **wrap)
     assert len(world.x.dms_to(fan["id"])) == (1 if after and method == "send_dm" or method == "mark_welcomed" else 0)
     handle(world, body)  # SQS delivers the same message again, to a healthy worker
     settle(world)
