@@ -363,3 +363,16 @@ def test_the_same_dm_event_twice_answers_once(reply_mode):
         world.run(**env)
     assert world.dms_per_follower() == {stranger: 1}
     assert "Sam" in world.x.dms_to(stranger)[0]["text"]  # the name from the payload's users map
+
+
+def test_a_dry_run_batch_sends_nothing_and_asks_x_about_nobody(after_baseline):
+    """In a dry run the queue never drains, so welcoming it after every batch would ask X (billed per
+    user) about the same queued followers again and again: the scheduled run previews them instead."""
+    world = after_baseline
+    world.x.add_followers(2, prefix="queued")
+    world.run(dry_run="true")  # queued, previewed
+    looked_up = world.x.lookup_users_returned
+    [fan] = world.x.add_followers(1, prefix="new")
+    result = handle(world, follow(world, fan["id"]), dry_run="true")
+    assert result.new_followers == 1 and state(world, fan["id"]) == "pending"
+    assert world.x.lookup_users_returned == looked_up and world.x.dm_log == []

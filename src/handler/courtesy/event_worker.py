@@ -344,7 +344,9 @@ class EventWorker:
 
     def welcome(self) -> None:
         """Welcome the mode's queue, as the scheduled run does, if this batch queued someone."""
-        if not (self.welcome_due and self.policy.sends):
+        # A dry run's queue never drains: welcoming it after every batch would ask X (billed per
+        # user) about the same queued followers again and again. The scheduled run previews them.
+        if not (self.welcome_due and self.policy.sends) or self.settings.dry_run:
             return
         meta = self.meta
         sender = Sender(x=self.x, ledger=self.ledger, now=self.now, run_id=self.result.run_id, meta=meta, report=SendReport())
