@@ -20,6 +20,13 @@ class Follower:
     profile: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
+def follower_from_user(user: dict[str, Any]) -> Follower:
+    """A follower from an X user object (followers page, user lookup, follow event): the
+    fields other than id, username and name are its profile."""
+    profile = {k: v for k, v in user.items() if k not in ("id", "username", "name")}
+    return Follower(str(user["id"]), str(user.get("username", "")), str(user.get("name", "")), profile)
+
+
 @dataclass(frozen=True)
 class FollowersPage:
     followers: list[Follower]

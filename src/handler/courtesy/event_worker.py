@@ -55,7 +55,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from courtesy.domain import ActivityEvent, DmEvent, Follower, activity_event, iso, opaque_id, queue_key
+from courtesy.domain import ActivityEvent, DmEvent, Follower, activity_event, follower_from_user, iso, opaque_id, queue_key
 from courtesy.errors import CourtesyError, CredentialsRejected, PersonNeeded
 from courtesy.intake import FollowObservation, is_new, record_follows
 from courtesy.ledger import META_KEY, Ledger, Meta
@@ -187,12 +187,6 @@ def _dm_events(payload: Mapping[str, Any]) -> list[DmEvent]:
     return sorted(events, key=lambda e: int(e.id), reverse=True)
 
 
-def _follower(user: Mapping[str, Any]) -> Follower:
-    """As courtesy.x_account builds a follower from a user object."""
-    profile = {k: v for k, v in user.items() if k not in ("id", "username", "name")}
-    return Follower(str(user["id"]), str(user.get("username", "")), str(user.get("name", "")), profile)
-
-
 class EventWorker:
     """One batch of events (make one per batch)."""
 
@@ -276,7 +270,7 @@ class EventWorker:
         source, _, ignored = self._sides(event)
         if ignored:
             return ignored
-        follower = _follower(source)
+        follower = follower_from_user(source)
         known = self.ledger.known([follower.id]).get(follower.id)
         if is_new(known):
             now = self.now()

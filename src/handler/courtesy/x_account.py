@@ -22,7 +22,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from courtesy.domain import DmEvent, DmEventsPage, Follower, FollowersPage, parse_time
+from courtesy.domain import DmEvent, DmEventsPage, Follower, FollowersPage, follower_from_user, parse_time
 from courtesy.errors import (
     AppNotPermitted,
     CredentialsMissing,
@@ -663,5 +663,4 @@ def _rate_limited(exc: tweepy.TooManyRequests, problem: dict[str, Any]) -> RateL
 def _follower(user: Any, answer: str) -> Follower:
     if not isinstance(user, dict) or not isinstance(user.get("id"), str) or not user["id"].isdigit():
         raise UnexpectedAnswer(f"X's {answer} answer holds a user without a numeric string id")
-    profile = {k: v for k, v in user.items() if k not in ("id", "username", "name")}
-    return Follower(user["id"], str(user.get("username", "")), str(user.get("name", "")), profile)
+    return follower_from_user(user)
