@@ -25,6 +25,9 @@ from courtesy.lifecycle import ANY, BY_NAME, CHOSEN, GIVEN, GONE, KEEP, NEW, Con
 
 META_KEY = "#meta"  # X ids are numeric, so this can never be a follower
 OAUTH_REFRESH_KEY = "#oauth-refresh"  # the lease on refreshing OAuth 2.0 tokens (courtesy.x_auth)
+# Today's sends (Ledger.count_send): changed only by atomic increments, never by save_meta.
+DAILY_COUNT_FIELDS = ("daily_day", "daily_count")
+COUNT_ATTEMPTS = 5  # each attempt fails only if another sender changed the count in between
 DETAIL_MAX = 500  # characters of an error's detail kept on a record
 _UNSET: Any = object()
 
@@ -173,11 +176,26 @@ class Ledger:
         return None if raw is None else Meta.of(raw)
 
     def save_meta(self, meta: Meta) -> None:
-        self.store.put(meta.item())
+        """Everything but the daily count, which only count_send changes (atomically)."""
+        fields = {k: v for k, v in meta.item().items() if k not in (KEY, *DAILY_COUNT_FIELDS)}
+        self.store.update(META_KEY, set_=fields)
 
-    def save_daily_count(self, day: str, count: int) -> None:
-        """Written after every send, so a crash cannot forget today's welcomes."""
-        self.store.update(META_KEY, set_={"daily_day": day, "daily_count": number(count)})
+    def count_send(self, day: str, *, new_day: bool = False) -> tuple[str, int]:
+        """One more DM sent on ``day`` (UTC): (the day counted, its count). One atomic increment
+        after every send, so a crash cannot forget today's sends and a batch of events sending
+        while a scheduled run does cannot lose one. A new day starts the count again (tried
+        first when the caller expects one, to save a refused request)."""
+        for _ in range(COUNT_ATTEMPTS):
+            older = ((Check("daily_day", "absent"),), (Check("daily_day", "<", day),))
+            if new_day and self.store.update(META_KEY, set_={"daily_day": day, "daily_count": number(1)}, when=older):
+                return day, 1
+            count = self.store.increment(META_KEY, "daily_count", when=((Check("daily_day", "=", day),),))
+            if count is not None:
+                return day, count
+            stored = str((self.store.get(META_KEY) or {}).get("daily_day", ""))
+            day = max(day, stored)  # a newer day stored: the other sender's clock passed midnight first
+            new_day = stored < day
+        raise LedgerUnavailable("the daily count kept changing under this send")
 
     # --- bookkeeping items that are not followers (e.g. the OAuth refresh lease) ---
 

@@ -77,6 +77,7 @@ class Store(Protocol):
     def count_queue(self, name: str) -> int: ...
     def put(self, item: Item, *, when: Condition = ()) -> bool: ...
     def update(self, key: str, *, set_: Mapping[str, Any], remove: Iterable[str] = (), when: Condition = ()) -> bool: ...
+    def increment(self, key: str, attribute: str, *, when: Condition = ()) -> int | None: ...
     def delete(self, key: str, *, when: Condition = ()) -> bool: ...
 
 
@@ -209,19 +210,20 @@ class DynamoStore:
     def count_queue(self, name: str) -> int:
         return sum(answer.get("Count", 0) for answer in self._query(name, Select="COUNT"))
 
-    def _write(self, operation: str, **kwargs: Any) -> bool:
+    def _write(self, operation: str, **kwargs: Any) -> dict[str, Any] | None:
+        """The request's answer, or None if its condition refused it."""
         self.writes += 1
         try:
-            getattr(self.client, operation)(TableName=self.table, **kwargs)
+            return dict(getattr(self.client, operation)(TableName=self.table, **kwargs) or {})
         except ClientError as exc:
             if _refused(exc):
-                return False
+                return None
             raise
-        return True
 
     def put(self, item: Item, *, when: Condition = ()) -> bool:
         expression = _Expression()
-        return self._write("put_item", Item=to_dynamodb(item), **expression.arguments(ConditionExpression=expression.condition(when)))
+        arguments = expression.arguments(ConditionExpression=expression.condition(when))
+        return self._write("put_item", Item=to_dynamodb(item), **arguments) is not None
 
     def update(self, key: str, *, set_: Mapping[str, Any], remove: Iterable[str] = (), when: Condition = ()) -> bool:
         expression = _Expression()
@@ -229,14 +231,21 @@ class DynamoStore:
         removes = ", ".join(expression.name(k) for k in remove)
         update = " ".join(part for part in (sets and f"SET {sets}", removes and f"REMOVE {removes}") if part)
         condition = expression.condition(when)
-        return self._write(
-            "update_item", Key=to_dynamodb({KEY: key}), **expression.arguments(UpdateExpression=update, ConditionExpression=condition)
-        )
+        arguments = expression.arguments(UpdateExpression=update, ConditionExpression=condition)
+        return self._write("update_item", Key=to_dynamodb({KEY: key}), **arguments) is not None
+
+    def increment(self, key: str, attribute: str, *, when: Condition = ()) -> int | None:
+        """Adds one to a number in place (DynamoDB's ADD, one request): the new value, or None if refused."""
+        expression = _Expression()
+        add = f"ADD {expression.name(attribute)} {expression.value(number(1))}"
+        arguments = expression.arguments(UpdateExpression=add, ConditionExpression=expression.condition(when))
+        answer = self._write("update_item", Key=to_dynamodb({KEY: key}), ReturnValues="UPDATED_NEW", **arguments)
+        return None if answer is None else int(from_dynamodb(answer["Attributes"])[attribute])
 
     def delete(self, key: str, *, when: Condition = ()) -> bool:
         expression = _Expression()
         condition = expression.condition(when)
-        return self._write("delete_item", Key=to_dynamodb({KEY: key}), **expression.arguments(ConditionExpression=condition))
+        return self._write("delete_item", Key=to_dynamodb({KEY: key}), **expression.arguments(ConditionExpression=condition)) is not None
 
 
 class MemoryStore:
@@ -305,6 +314,15 @@ class MemoryStore:
             new.pop(attribute, None)
         self._store(key, new, current)
         return True
+
+    def increment(self, key: str, attribute: str, *, when: Condition = ()) -> int | None:
+        self.writes += 1
+        current = self._current(key)
+        if not holds(when, current):
+            return None
+        value = int((current or {}).get(attribute, 0)) + 1
+        self._store(key, {**(current or {KEY: key}), attribute: number(value)}, current)
+        return value
 
     def delete(self, key: str, *, when: Condition = ()) -> bool:
         self.writes += 1

@@ -120,9 +120,10 @@ class Sender:
         return self.x.dm_sends_spent()
 
     def count_sent(self) -> None:
-        """Written after every send, so a crash cannot forget today's sends."""
-        self.meta.daily_count += 1
-        self.ledger.save_daily_count(self.meta.daily_day, self.meta.daily_count)
+        """Counted in the ledger after every send (atomically: events and a scheduled run may
+        send at once); the meta then holds the count with every sender's sends in it."""
+        meta = self.meta
+        meta.daily_day, meta.daily_count = self.ledger.count_send(meta.daily_day, new_day=meta.daily_count == 0)
 
     def stop_for_rate_limit(self, exc: RateLimited) -> bool:
         """Wait for X's DM window to reset. Returns False: sending stops for this run."""

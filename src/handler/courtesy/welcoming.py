@@ -102,6 +102,9 @@ class Welcomer:
                 if self.out_of_time():
                     report.notes.append("stopped sending: Lambda time nearly spent")
                     return
+                if meta.daily_count >= settings.daily_welcome_limit:  # other senders' sends count too
+                    report.notes.append("daily welcome limit reached")
+                    return
                 if not self._welcome_entry(entry):
                     return
                 room -= 1
