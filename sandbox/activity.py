@@ -24,6 +24,11 @@ needs (it is private: X asks for a user token with dm.read).
 X requires an https URL without a port, publicly reachable.  The sandbox also accepts
 http://127.0.0.1:<port> so that tests can run a receiver locally.
 
+CRC: at registration and on PUT (a failure leaves the webhook invalid), and again by
+run_periodic_crc() (which deliver_events() calls first) every 30 minutes of sandbox time once a
+valid webhook has not validated for 24 hours: a wrong answer, a redirect or a TLS error invalidates
+it at once; anything else (4xx, 5xx, no answer) only once 28 hours have passed without validating.
+
 Events (follow.follow, follow.unfollow, dm.received) are queued when the sandbox's state changes and
 POSTed by deliver_events() (deterministic, for tests) or by a background thread
 (start_auto_delivery).  Each POST carries x-twitter-webhooks-signature: sha256=<base64
@@ -39,6 +44,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import ssl
 import threading
 import time
 import urllib.error
@@ -60,6 +66,11 @@ SUBSCRIPTIONS_RATE = (500, 900)  # 500 requests per 15 minutes
 # (set sandbox.webhook_limit to change it).
 DEFAULT_WEBHOOK_LIMIT = 1
 CRC_TIMEOUT_SECONDS = 10  # X wants the CRC answer within 10 seconds
+# X re-runs the CRC every 30 minutes once a webhook has not validated for 24 hours, and a webhook
+# that has not validated for 28 hours becomes invalid (X_API_FACTS.md, "Webhooks").
+CRC_DUE_AFTER_SECONDS = 24 * 3600
+CRC_RETRY_SECONDS = 30 * 60
+CRC_INVALID_AFTER_SECONDS = 28 * 3600
 DELIVERY_TIMEOUT_SECONDS = 10
 SIGNATURE_HEADER = "x-twitter-webhooks-signature"
 
@@ -107,6 +118,16 @@ def _not_found(kind: str, value: str) -> ActivityError:
 
 def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """X does not follow a redirect from a webhook URL: it invalidates the webhook."""
+
+    def redirect_request(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return None
+
+
+_NO_REDIRECTS = urllib.request.build_opener(_NoRedirect)
 
 
 def signature(secret: str, data: bytes) -> str:
@@ -238,6 +259,7 @@ class ActivityMixin:
 
     def deliver_events(self) -> list[dict]:
         """POST every due event to its webhook; returns the attempts made (also in webhook_deliveries)."""
+        self.run_periodic_crc()
         with self._delivery_lock:
             with self._lock:
                 now = self.now()
@@ -367,30 +389,57 @@ class ActivityMixin:
         self.crc_requests.clear()
 
     # ---- CRC ----------------------------------------------------------------------------------------
-    def _crc_check(self, url: str) -> tuple[bool, int | None]:
+    def _crc_check(self, url: str) -> tuple[bool, int | None, bool]:
+        """(valid, the HTTP status or None, whether a failure is transient as X counts it)."""
         token = secrets.token_urlsafe(32)
         sep = "&" if urlsplit(url).query else "?"
         expected = signature(self.credentials["consumer_secret"], token.encode())
         try:
-            with urllib.request.urlopen(url + sep + urlencode({"crc_token": token}), timeout=CRC_TIMEOUT_SECONDS) as response:  # noqa: S310
+            with _NO_REDIRECTS.open(url + sep + urlencode({"crc_token": token}), timeout=CRC_TIMEOUT_SECONDS) as response:
                 status, raw = response.status, response.read()
         except urllib.error.HTTPError as e:
-            return False, e.code
+            return False, e.code, not 300 <= e.code < 400  # a redirect invalidates at once
+        except ssl.SSLError:
+            return False, None, False  # so does a TLS error
         except (OSError, ValueError):
-            return False, None
+            return False, None, True  # no answer, a timeout: transient
         try:
             answer = json.loads(raw).get("response_token", "")
         except (ValueError, AttributeError):
-            return False, status
-        return status == 200 and isinstance(answer, str) and safe_string_equals(answer, expected), status
+            return False, status, False
+        valid = status == 200 and isinstance(answer, str) and safe_string_equals(answer, expected)
+        return valid, status, False
 
-    def _run_crc(self, webhook_id: str, url: str) -> bool:
-        valid, status = self._crc_check(url)  # outside the lock: the receiver may be slow
+    def _run_crc(self, webhook_id: str, url: str, *, periodic: bool = False) -> bool:
+        valid, status, transient = self._crc_check(url)  # outside the lock: the receiver may be slow
         with self._lock:
-            self.crc_requests.append({"webhook_id": webhook_id, "url": url, "valid": valid, "status": status})
-            if webhook_id in self._webhooks:
-                self._webhooks[webhook_id]["valid"] = valid
+            now = self.now()
+            self.crc_requests.append({"webhook_id": webhook_id, "url": url, "valid": valid, "status": status, "periodic": periodic})
+            webhook = self._webhooks.get(webhook_id)
+            if webhook is not None:
+                webhook["_crc_at"] = now
+                if valid:
+                    webhook["valid"], webhook["_validated_at"] = True, now
+                elif not periodic or not transient or now - webhook["_validated_at"] >= CRC_INVALID_AFTER_SECONDS:
+                    webhook["valid"] = False
+                return bool(webhook["valid"])
         return valid
+
+    def run_periodic_crc(self) -> list[dict]:
+        """X's periodic check: a valid webhook not validated for 24 hours is checked again, every
+        30 minutes until it answers. Returns the checks made (also in crc_requests)."""
+        with self._lock:
+            now = self.now()
+            due = [
+                (w["id"], w["url"])
+                for w in self._webhooks.values()
+                if w["valid"] and now - w["_validated_at"] >= CRC_DUE_AFTER_SECONDS and now - w["_crc_at"] >= CRC_RETRY_SECONDS
+            ]
+            before = len(self.crc_requests)
+        for webhook_id, url in due:
+            self._run_crc(webhook_id, url, periodic=True)
+        with self._lock:
+            return [dict(r) for r in self.crc_requests[before:]]
 
     # ---- HTTP ---------------------------------------------------------------------------------------
     @staticmethod
@@ -491,7 +540,15 @@ class ActivityMixin:
                 raise _invalid(f"The app may have at most {self.webhook_limit} webhook(s)", "WebhookLimitExceeded")
             webhook_id = self._new_activity_id()
             now = self.now()
-            self._webhooks[webhook_id] = {"id": webhook_id, "url": url, "valid": False, "created_at": _iso(now), "_ts": now}
+            self._webhooks[webhook_id] = {
+                "id": webhook_id,
+                "url": url,
+                "valid": False,
+                "created_at": _iso(now),
+                "_ts": now,
+                "_validated_at": now,
+                "_crc_at": now,
+            }
         self._run_crc(webhook_id, url)
         with self._lock:
             webhook = self._webhooks.get(webhook_id)

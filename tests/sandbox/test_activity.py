@@ -30,6 +30,7 @@ class Receiver:
 
     def __init__(self, crc_secret: str):
         self.crc_secret, self.post_status = crc_secret, 200
+        self.crc_status = 200  # 3xx: a redirect elsewhere; 4xx/5xx: an error page
         self.posts: list[tuple[dict, bytes]] = []
         self.crc_tokens: list[str] = []
         receiver = self
@@ -48,6 +49,12 @@ class Receiver:
             def do_GET(self):
                 token = parse_qs(urlsplit(self.path).query).get("crc_token", [""])[0]
                 receiver.crc_tokens.append(token)
+                if receiver.crc_status != 200:
+                    self.send_response(receiver.crc_status)
+                    self.send_header("Location", "https://elsewhere.example/")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 answer = {"response_token": hmac_b64(receiver.crc_secret, token.encode())}
                 self._reply(200, json.dumps(answer).encode())
 
@@ -144,6 +151,67 @@ def test_wrong_crc_answer_makes_it_invalid_and_put_rechecks(sandbox, receiver):
     assert r.status_code == 200 and r.json()["data"]["valid"] is True
     assert sandbox.webhooks()[0]["valid"] is True and len(receiver.crc_tokens) == 2
     assert len(set(receiver.crc_tokens)) == 2  # a fresh random token each time
+
+
+HOUR = 3600
+
+
+def periodic_checks(sandbox, hours: float) -> list[dict]:
+    """Move the sandbox clock `hours` on, half an hour at a time, delivering (and so re-checking) as X would."""
+    before = len(sandbox.crc_requests)
+    for _ in range(round(hours * 2)):
+        sandbox.advance(HOUR / 2)
+        sandbox.deliver_events()
+    return [c for c in sandbox.crc_requests[before:] if c["periodic"]]
+
+
+def test_a_valid_webhook_is_checked_again_after_24_hours_then_not_for_another_day(sandbox, receiver):
+    register(sandbox, receiver.url)
+    assert periodic_checks(sandbox, 23.5) == []
+    [check] = periodic_checks(sandbox, 0.5)
+    assert check["valid"] is True and len(receiver.crc_tokens) == 2
+    assert periodic_checks(sandbox, 23.5) == []
+    assert sandbox.webhooks()[0]["valid"] is True
+
+
+def test_a_receiver_that_errors_stays_valid_until_28_hours_without_validating(sandbox, receiver, hook):
+    periodic_checks(sandbox, 23.5)
+    receiver.crc_status = 503  # transient, as X counts it: checked every 30 minutes
+    checks = periodic_checks(sandbox, 4)  # at 24, 24.5, ... 27.5 hours
+    assert [c["status"] for c in checks] == [503] * 8
+    assert sandbox.webhooks()[0]["valid"] is True
+    periodic_checks(sandbox, 0.5)
+    assert sandbox.webhooks()[0]["valid"] is False  # 28 hours since the last validation
+    sandbox.add_follower()
+    [attempt] = sandbox.deliver_events()
+    assert attempt["error"] == "webhook invalid" and receiver.posts == []
+    receiver.crc_status = 200  # fixed: PUT re-enables it
+    assert api(sandbox, "PUT", f"/2/webhooks/{hook['id']}").json()["data"]["valid"] is True
+
+
+def test_transient_failures_before_28_hours_keep_the_webhook_delivering(sandbox, receiver, hook):
+    periodic_checks(sandbox, 23.5)
+    receiver.crc_status = 500
+    periodic_checks(sandbox, 2)
+    assert sandbox.webhooks()[0]["valid"] is True
+    receiver.crc_status = 200
+    periodic_checks(sandbox, 0.5)
+    sandbox.add_follower()
+    [attempt] = sandbox.deliver_events()
+    assert attempt["status"] == 200 and len(receiver.posts) == 1
+
+
+@pytest.mark.parametrize("fault", ["wrong answer", "redirect"])
+def test_a_wrong_answer_or_a_redirect_invalidates_at_once(sandbox, receiver, fault):
+    register(sandbox, receiver.url)
+    periodic_checks(sandbox, 23.5)
+    if fault == "redirect":
+        receiver.crc_status = 302
+    else:
+        receiver.crc_secret = "not-the-consumer-secret"
+    [check] = periodic_checks(sandbox, 0.5)
+    assert check["valid"] is False
+    assert sandbox.webhooks()[0]["valid"] is False
 
 
 def test_webhook_endpoints_need_the_app_bearer_token(sandbox, receiver):
