@@ -1,6 +1,6 @@
-"""A local AWS for the demo and the tests: DynamoDB, Secrets Manager and SNS served by
+"""A local AWS for the demo and the tests: DynamoDB, Secrets Manager, SNS and SQS served by
 moto in server mode over HTTP, with the tables, the secret and the alarm topic (where
-digest mode publishes) made from template.yaml.
+digest mode publishes) made from template.yaml, and on request the webhook event queues.
 
 The function's environment is resolved from the template too, so local runs use
 exactly the variables a deployed stack gives it.
@@ -32,6 +32,8 @@ LOCAL_NAMES = {
     "XCredentialsSecret": "courtesy/x-credentials",
     "AlarmTopic": f"arn:aws:sns:{LOCAL_REGION}:{LOCAL_ACCOUNT}:{ALARM_TOPIC_NAME}",
 }
+# The event queues of a stack deployed with Delivery "webhook" (the template's own names are CloudFormation's).
+WEBHOOK_QUEUES = {"WebhookEventDeadLetterQueue": "courtesy-webhook-events-dlq", "WebhookEventQueue": "courtesy-webhook-events"}
 FAKE_AWS_KEYS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": LOCAL_REGION}
 
 
@@ -126,6 +128,23 @@ class LocalAws:
         topic_arn = self.client("sns").create_topic(Name=ALARM_TOPIC_NAME)["TopicArn"]
         if topic_arn != LOCAL_NAMES["AlarmTopic"]:  # the function's DIGEST_TOPIC_ARN must name this topic
             raise RuntimeError(f"moto made the alarm topic {topic_arn}, not {LOCAL_NAMES['AlarmTopic']}")
+
+    def create_webhook_queues(self) -> str:
+        """The webhook event queue and its dead-letter queue (Delivery "webhook" only), with the
+        template's attributes and redrive policy; returns the event queue's URL."""
+        sqs = self.client("sqs")
+        arns: dict[str, str] = {}
+        url = ""
+        for logical, name in WEBHOOK_QUEUES.items():  # the dead-letter queue first: the other names it
+            attributes = {}
+            for key, value in self.template["Resources"][logical]["Properties"].items():
+                if key == "RedrivePolicy":
+                    target = value["deadLetterTargetArn"]["Fn::GetAtt"][0]
+                    value = json.dumps({**value, "deadLetterTargetArn": arns[target]})
+                attributes[key] = str(value).lower() if isinstance(value, bool) else str(value)
+            url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+            arns[logical] = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        return url
 
 
 def table_definitions(template: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:

@@ -23,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from tools.local_aws import LOCAL_NAMES, LocalAws
 from tools.local_run import LambdaContext
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
@@ -208,3 +209,15 @@ def sqs_enqueue(sqs: Any, queue_url: str) -> Callable[[list[dict[str, Any]]], No
                 raise QueueUnavailable(f"SQS did not take {len(answer['Failed'])} messages")
 
     return enqueue
+
+
+def stack_receiver(aws: LocalAws, queue_url: str) -> LocalFunctionUrl:
+    """The stack's receiver, wired as a deployed stack wires it, on a local URL (not yet started):
+    the consumer_secret of the credentials secret (read from the local Secrets Manager
+    when a request needs it) and one SQS message per event on `queue_url`."""
+    secrets, sqs = aws.client("secretsmanager"), aws.client("sqs")
+
+    def consumer_secret() -> str:
+        return json.loads(secrets.get_secret_value(SecretId=LOCAL_NAMES["XCredentialsSecret"])["SecretString"])["consumer_secret"]
+
+    return LocalFunctionUrl(webhook_receiver(consumer_secret, sqs_enqueue(sqs, queue_url)))

@@ -12,60 +12,30 @@ import pytest
 import requests
 
 from courtesy_cli.webhook import EVENT_TYPES, ActivityApi
-from tools.local_aws import LOCAL_NAMES
-from tools.local_url import LocalFunctionUrl, sqs_enqueue, webhook_receiver
-
-QUEUE_NAME = "courtesy-webhook-events"
+from tools.local_queue import QueuePump
+from tools.local_url import LocalFunctionUrl, stack_receiver
 
 
 class Delivery:
-    """The receiver on a local URL, its queue, and the handler fed from the queue."""
+    """The receiver on a local URL, its queue, and the real handler fed from the queue in SQS batches
+    (tools.local_queue, by hand here: no batching window)."""
 
-    def __init__(self, stack, url: LocalFunctionUrl, sqs: Any, queue_url: str):
-        self.stack, self.url, self.sqs, self.queue_url = stack, url, sqs, queue_url
-        self.batches = 0
+    def __init__(self, stack, url: LocalFunctionUrl, pump: QueuePump):
+        self.stack, self.url, self.pump = stack, url, pump
 
     def messages(self) -> list[dict[str, Any]]:
         """Everything in the queue (received, so invisible until deleted)."""
-        out: list[dict[str, Any]] = []
-        while True:
-            answer = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10, VisibilityTimeout=60)
-            if not answer.get("Messages"):
-                return out
-            out.extend(answer["Messages"])
+        return self.pump.messages()
 
     def handle(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
         """One SQS batch through the real handler; deletes what it handled, as Lambda's SQS poller does."""
-        self.batches += 1
-        arn = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        records = [
-            {
-                "messageId": m["MessageId"],
-                "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"],
-                "attributes": {"ApproximateReceiveCount": "1"},
-                "messageAttributes": {},
-                "md5OfBody": m["MD5OfBody"],
-                "eventSource": "aws:sqs",
-                "eventSourceARN": arn,
-                "awsRegion": "us-east-1",
-            }
-            for m in messages
-        ]
-        answer = self.stack.function.invoke({"Records": records})
-        failed = {f["itemIdentifier"] for f in answer.get("batchItemFailures", [])}
-        for m in messages:
-            if m["MessageId"] not in failed:
-                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"])
-        return answer
+        return self.pump.handle(messages)
 
 
 @pytest.fixture
 def delivery(stack):
-    secret = json.loads(stack.aws.client("secretsmanager").get_secret_value(SecretId=LOCAL_NAMES["XCredentialsSecret"])["SecretString"])
-    sqs = stack.aws.client("sqs")
-    queue_url = sqs.create_queue(QueueName=QUEUE_NAME)["QueueUrl"]
-    with LocalFunctionUrl(webhook_receiver(lambda: secret["consumer_secret"], sqs_enqueue(sqs, queue_url))) as url:
+    queue_url = stack.aws.create_webhook_queues()
+    with stack_receiver(stack.aws, queue_url) as url:
         api = ActivityApi(stack.x.credentials, stack.x.base_url)
         try:
             hook = api.call("POST", "/2/webhooks", "registering", body={"url": url.url})["data"]
@@ -75,7 +45,7 @@ def delivery(stack):
                 api.call("POST", "/2/activity/subscriptions", "subscribing", user=True, body=body)
         finally:
             api.close()
-        yield Delivery(stack, url, sqs, queue_url)
+        yield Delivery(stack, url, QueuePump(stack.aws.client("sqs"), queue_url, stack.function.invoke))
 
 
 def test_a_new_follower_is_welcomed_once_through_the_webhook(stack, delivery):
