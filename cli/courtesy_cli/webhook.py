@@ -33,6 +33,7 @@ from typing import Any
 import requests
 from botocore.exceptions import BotoCoreError, ClientError
 
+from courtesy.ledger import RECENT_EVENTS_KEY, Ledger
 from courtesy.settings import X_DEFAULT_BASE_URL, base_url_problem, is_x_api_host, x_api_origin
 from courtesy_cli import ui
 from courtesy_cli.resources import CliError, Resources, explain_aws_error
@@ -306,6 +307,25 @@ def queue_depth(resources: Resources, url: str) -> dict[str, int]:
     }
 
 
+def recent_events(resources: Resources) -> dict[str, Any] | None:
+    """The newest events the worker handled (its "#webhook-events" record), or None without a ledger table."""
+    try:
+        table = resources.name("ledger_table", required=False)
+    except CliError:
+        return None
+    if not table:
+        return None
+    try:
+        item = Ledger(resources.dynamodb, table).get(RECENT_EVENTS_KEY) or {}
+    except (ClientError, BotoCoreError) as exc:
+        raise explain_aws_error(exc, "reading the recent webhook events") from None
+    try:
+        events = json.loads(item.get("recent") or "[]")
+    except ValueError:
+        events = []
+    return {"last_batch_at": item.get("last_batch_at", ""), "events": [e for e in events if isinstance(e, dict)]}
+
+
 def cmd_status(resources: Resources, args: argparse.Namespace) -> int:
     stack_url = (args.url or "").strip() or _output(resources, WEBHOOK_URL_OUTPUT)
     api = _api(resources, args)
@@ -336,6 +356,7 @@ def cmd_status(resources: Resources, args: argparse.Namespace) -> int:
     if mine is not None:
         subscribed = {s["event_type"] for s in report["subscriptions"] if str(s["webhook_id"]) == str(mine.get("id"))}
         report["missing_subscriptions"] = [t for t in EVENT_TYPES if t not in subscribed]
+    report["recent_events"] = recent_events(resources)
     url = queue_url(resources, args.queue_url)
     report["queue"] = queue_depth(resources, url) if url else None
     dlq = _output(resources, DLQ_URL_OUTPUT)
@@ -366,6 +387,15 @@ def cmd_status(resources: Resources, args: argparse.Namespace) -> int:
         out.print("No activity subscriptions.")
     if report.get("missing_subscriptions"):
         out.print(ui.cell(f"Not subscribed: {', '.join(report['missing_subscriptions'])}: run `courtesy webhook setup`."))
+    recent = report["recent_events"]
+    if recent is None:
+        out.print("Events received: unknown (no ledger table named; pass --ledger-table)")
+    elif not recent["events"]:
+        out.print("Events received: none handled yet.")
+    else:
+        handled = [(str(e.get("at", "")), str(e.get("event_type", "")), str(e.get("outcome", ""))) for e in recent["events"]]
+        title = f"Last events handled (newest first; last batch {recent['last_batch_at']})"
+        out.print(ui.table(title, ("at", "event", "outcome"), handled))
     if report["queue"] is not None:
         q = report["queue"]
         out.print(ui.cell(f"Event queue: {q['waiting']} waiting, {q['in_flight']} being handled"))

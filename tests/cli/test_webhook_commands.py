@@ -10,6 +10,7 @@ import pytest
 from courtesy_cli import webhook
 from sandbox import XSandbox
 from tests.cli.conftest import OUTPUTS, stack_template
+from tests.integration.test_event_worker import sqs_record
 from tools.local_aws import LOCAL_NAMES
 from tools.local_url import LocalFunctionUrl, webhook_receiver
 
@@ -87,6 +88,25 @@ def test_status_shows_valid_subscriptions_and_queue_depth(deployed, receiver):
     for event_type in webhook.EVENT_TYPES:
         assert event_type in out
     assert "Event queue: 1 waiting" in out
+
+
+def test_status_shows_the_last_events_the_worker_handled(deployed, receiver):
+    x = deployed.x
+    code, out, err = cli(deployed, "status", "--x-api-base-url", x.base_url)
+    assert code == 0 and "Events received: none handled yet." in out
+    assert cli(deployed, "setup", "--x-api-base-url", x.base_url)[0] == 0
+    deployed.run()  # the baseline
+    fan = x.add_follower()
+    x.remove_follower(fan["id"])
+    x.deliver_events()
+    assert [m["event_type"] for m in receiver.queued] == ["follow.follow", "follow.unfollow"]
+    deployed.stack.function.invoke({"Records": [sqs_record(i, m) for i, m in enumerate(receiver.queued)]})
+    code, out, err = cli(deployed, "status", "--x-api-base-url", x.base_url, "--json")
+    events = json.loads(out)["recent_events"]["events"]
+    assert [(e["event_type"], e["outcome"]) for e in events] == [("follow.unfollow", "handled"), ("follow.follow", "handled")]
+    code, out, err = cli(deployed, "status", "--x-api-base-url", x.base_url)
+    assert "Last events handled" in out and "follow.unfollow" in out
+    assert fan["username"] not in out  # an event's type and outcome, never who
 
 
 def test_setup_reports_a_webhook_x_could_not_validate(deployed, receiver):

@@ -54,11 +54,12 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from botocore.exceptions import BotoCoreError, ClientError
 
 from courtesy.domain import ActivityEvent, DmEvent, Follower, activity_event, follower_from_user, iso, opaque_id, queue_key
 from courtesy.errors import CourtesyError, CredentialsRejected, PersonNeeded
 from courtesy.intake import FollowObservation, is_new, record_follows
-from courtesy.ledger import META_KEY, Ledger, Meta
+from courtesy.ledger import META_KEY, RECENT_EVENTS_KEY, Ledger, Meta
 from courtesy.ledger_store import KEY, Check, number
 from courtesy.lifecycle import Queue, State
 from courtesy.observability import logger
@@ -71,6 +72,7 @@ from courtesy.welcoming import Welcomer
 from courtesy.x_account import XAccount
 
 EVENT_KEY_PREFIX = "#event/"
+RECENT_EVENTS_KEPT = 20  # in the ledger's RECENT_EVENTS_KEY record, for `courtesy webhook status`
 # How long an event's bookkeeping record is worth keeping: X deduplicates (and replays) within 24 hours.
 # Written as "expiration" (epoch seconds), the attribute a DynamoDB TTL would use.
 EVENT_RECORD_SECONDS = 2 * 24 * 60 * 60
@@ -208,6 +210,7 @@ class EventWorker:
         self.present: dict[str, Follower] = {}  # followers whose follow this batch handled, as the event showed them
         self.welcome_due = False
         self.revoked = False
+        self.seen: list[dict[str, str]] = []  # this batch's events, oldest first: type, outcome, when
 
     @property
     def meta(self) -> Meta:
@@ -237,6 +240,7 @@ class EventWorker:
                 }
                 self.ledger.put_record(marker, attributes, when=((Check(KEY, "absent"),),))
         self.result.count(outcome)
+        self.seen.append({"event_type": event.event_type[:64], "outcome": outcome, "at": iso(self.now())})
         logger.info("Webhook event", extra={"event_type": event.event_type[:64], "event_uuid": event.event_uuid[:64], "outcome": outcome})
         return outcome
 
@@ -336,6 +340,19 @@ class EventWorker:
 
     # --- after the batch ---------------------------------------------------------
 
+    def note_recent(self) -> None:
+        """Keep the newest events handled where the operator's status command reads them. Only
+        bookkeeping: a failure is logged, and changes nothing the batch did."""
+        if not self.seen:
+            return
+        try:
+            before = (self.ledger.get(RECENT_EVENTS_KEY) or {}).get("recent") or "[]"
+            kept = json.loads(before) if isinstance(before, str) else []
+            recent = ([*reversed(self.seen)] + (kept if isinstance(kept, list) else []))[:RECENT_EVENTS_KEPT]
+            self.ledger.put_record(RECENT_EVENTS_KEY, {"last_batch_at": iso(self.now()), "recent": json.dumps(recent)}, when=())
+        except (CourtesyError, ClientError, BotoCoreError, ValueError) as exc:
+            logger.warning("Could not note the recent webhook events", extra={"reason": type(exc).__name__})
+
     def welcome(self) -> None:
         """Welcome the mode's queue, as the scheduled run does, if this batch queued someone."""
         # A dry run's queue never drains: welcoming it after every batch would ask X (billed per
@@ -385,6 +402,7 @@ def handle_events(
     response = process_partial_response(event={"Records": records}, record_handler=worker.handle_record, processor=processor)
     result = worker.result
     result.batch_item_failures = [{"itemIdentifier": str(f["itemIdentifier"])} for f in response.get("batchItemFailures", [])]
+    worker.note_recent()
     if worker.revoked:
         raise CredentialsRejected("X says the account revoked the app's access (oauth.revoke)")
     try:

@@ -24,7 +24,9 @@ from courtesy.ledger_store import KEY, Check, Condition, DynamoStore, Item, Stor
 from courtesy.lifecycle import ANY, BY_NAME, CHOSEN, GIVEN, GONE, KEEP, NEW, Confirmation, Queue, State, Transition
 
 META_KEY = "#meta"  # X ids are numeric, so this can never be a follower
-OAUTH_REFRESH_KEY = "#oauth-refresh"  # the lease on refreshing OAuth 2.0 tokens (courtesy.x_auth)
+OAUTH_REFRESH_KEY = "#oauth-refresh"
+# The newest webhook events handled (courtesy.event_worker): type, outcome, when; never a payload.
+RECENT_EVENTS_KEY = "#webhook-events"  # the lease on refreshing OAuth 2.0 tokens (courtesy.x_auth)
 # Today's sends (Ledger.count_send): changed only by atomic increments, never by save_meta.
 DAILY_COUNT_FIELDS = ("daily_day", "daily_count")
 COUNT_ATTEMPTS = 5  # each attempt fails only if another sender changed the count in between
