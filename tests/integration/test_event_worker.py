@@ -241,6 +241,7 @@ def test_a_hundred_follow_events_never_exceed_xs_dm_limits(after_baseline):
     for _ in range(12):  # the scheduled runs welcome the rest, 15 minutes apart
         world.run()
     assert world.dms_per_follower() == {f["id"]: 1 for f in fans}
+    assert not [r for r in world.x.requests if r["status"] == 429], "X's DM limit was known from its headers, never hit"
 
 
 def test_the_deployed_handler_takes_an_sqs_batch_and_welcomes_once(stack):
