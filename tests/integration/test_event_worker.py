@@ -192,6 +192,25 @@ def test_an_old_follow_replayed_after_they_left_is_checked_with_x_and_sends_noth
     assert state(world, fan["id"]) == "departed"  # X, asked, says they do not follow
 
 
+@pytest.mark.parametrize("unfollow_event", ["delivered first", "never delivered"])
+def test_a_late_follow_event_for_someone_who_left_sends_nothing_and_costs_them_no_welcome(after_baseline, unfollow_event):
+    """Found by the exactly-once campaign: the worker took a follow event for someone the ledger
+    never saw as proof they follow now, sent, met X's refusal, wrote them off, and never
+    welcomed them when they really followed again."""
+    world = after_baseline
+    [fan] = world.x.add_followers(1, prefix="new")
+    late_follow = follow(world, fan["id"])  # X holds this event back
+    world.x.remove_follower(fan["id"])  # they leave before it is delivered
+    if unfollow_event == "delivered first":
+        handle(world, unfollow(world, fan["id"]))  # out of order: the ledger does not know them yet
+    world.run()  # a scan between: they do not follow, it sees nothing
+    handle(world, late_follow)
+    assert world.dms_per_follower() == {} and state(world, fan["id"]) == "departed"
+    world.x.add_follower(fan["id"])  # they follow again, after the baseline
+    handle(world, follow(world, fan["id"]))
+    assert world.dms_per_follower() == {fan["id"]: 1}
+
+
 def test_a_follow_and_unfollow_in_one_batch_send_nothing(after_baseline):
     world = after_baseline
     [fan] = world.x.add_followers(1, prefix="new")

@@ -9,7 +9,8 @@ Each SQS message is one X Activity API event, its body the event's ``data`` obje
     first scheduled run takes the baseline, which sees them). Then, if the mode sends and
     they wait in the queue it welcomes, the queue is welcomed through the scheduled run's own
     units (courtesy.welcoming: claim, send, record; the per-run cap, the daily limit and X's
-    DM rate limits), once for the whole batch.
+    DM rate limits), once for the whole batch. An event is news of a follow, not proof that
+    they still follow (it may come late): X is asked first, one users lookup for the batch.
 ``follow.follow``, the account following someone
     Ignored.
 ``follow.unfollow``, someone leaving the account
@@ -56,7 +57,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from botocore.exceptions import BotoCoreError, ClientError
 
-from courtesy.domain import ActivityEvent, DmEvent, Follower, activity_event, follower_from_user, iso, opaque_id, queue_key
+from courtesy.domain import ActivityEvent, DmEvent, activity_event, follower_from_user, iso, opaque_id, queue_key
 from courtesy.errors import CourtesyError, CredentialsRejected, PersonNeeded
 from courtesy.intake import FollowObservation, is_new, record_follows
 from courtesy.ledger import META_KEY, RECENT_EVENTS_KEY, Ledger, Meta
@@ -207,7 +208,6 @@ class EventWorker:
         self.result = WorkerResult(run_id=run_id)
         self.started = iso(now())
         self._meta: Meta | None = None
-        self.present: dict[str, Follower] = {}  # followers whose follow this batch handled, as the event showed them
         self.welcome_due = False
         self.revoked = False
         self.seen: list[dict[str, str]] = []  # this batch's events, oldest first: type, outcome, when
@@ -287,11 +287,10 @@ class EventWorker:
                 self.result.skipped_by_reason[reason] = self.result.skipped_by_reason.get(reason, 0) + count
         elif known is not None and known.state != State.PENDING:
             return ALREADY_KNOWN
-        if known is None:
-            # The first the ledger hears of them, from X itself: they follow now, no lookup needed.
-            # Anyone it already knew (left, wrote, or queued) may be a replayed or late event about
-            # an old follow: the welcome step asks X whether they still follow, as a scan would.
-            self.present[follower.id] = follower
+        # An event says they followed, not that they still do: it may come late (held back by X,
+        # replayed, redelivered by SQS) after they left, and no unfollow event need come before
+        # it. So the welcome step asks X whether they follow now (one batched users lookup), as
+        # it does for anyone queued who is not in a run's own pages.
         if self.policy.sends:
             item = self.ledger.get(follower.id) or {}
             if item.get("queue") == str(self.policy.welcomes_from):
@@ -303,7 +302,6 @@ class EventWorker:
         if ignored:
             return ignored
         follower_id = str(source["id"])
-        self.present.pop(follower_id, None)
         if self.ledger.move("mark_departed", follower_id, fields={"departed_at": iso(self.now())}):
             self.result.departed += 1
             logger.info("Follower left before their welcome", extra={"follower_id": follower_id})
@@ -365,7 +363,7 @@ class EventWorker:
             sender,
             settings=self.settings,
             policy=self.policy,
-            present=self.present,
+            present={},  # nobody is taken to follow on an event's word
             out_of_time=lambda: self.time_left() < TIME_RESERVE_SECONDS,
             started=self.started,
         )
