@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -49,11 +50,25 @@ class LambdaContext:
         return max(0, int(self.timeout_ms - spent))
 
 
+def _no_wait(seconds: float) -> None:
+    """A wait on a simulated clock: the simulation moves the clock."""
+
+
 class LocalFunction:
     """The deployed function's environment, pointed at local peers."""
 
-    def __init__(self, aws: LocalAws, x_base_url: str, *, clock: Callable[[], datetime] | None = None, **overrides: str):
-        self.clock = clock
+    def __init__(
+        self,
+        aws: LocalAws,
+        x_base_url: str,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        sleep: Callable[[float], None] | None = None,
+        **overrides: str,
+    ):
+        # A simulated clock is moved by the simulation, not by sleeping: without `sleep` (which
+        # should move it), the function's waits for X's DM window take no time.
+        self.clock, self.sleep = clock, sleep
         self.env = function_environment(
             aws.template,
             {
@@ -81,6 +96,7 @@ class LocalFunction:
             app.runtime.cache_clear()
             parameters.clear_caches()
             app.clock = self.clock or app.utc_now
+            app.sleep = self.sleep or (time.sleep if self.clock is None else _no_wait)
             yield app
         finally:
             restore_environment(previous)

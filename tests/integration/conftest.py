@@ -116,6 +116,7 @@ class CycleWorld:
             now=self.now,
             time_left=lambda: time_left,
             run_id=f"run-{self.runs}",
+            sleep=self.x.advance,  # a wait for X's DM window passes on the sandbox's clock
         )
         try:
             return cycle.run()

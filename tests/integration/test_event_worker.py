@@ -107,6 +107,7 @@ def handle(world, *bodies, wrap_x=None, wrap_ledger=None, time_left: float = 300
             now=world.now,
             time_left=lambda: time_left,
             run_id=f"events-{_batches}",
+            sleep=world.x.advance,  # a wait for X's DM window passes on the sandbox's clock
         )
     finally:
         x_account.close()

@@ -305,3 +305,22 @@ def test_baseline_followers_never_get_a_welcome_even_after_unfollowing_and_refol
     world.x.add_follower(baseline_member)
     settle(world)
     assert baseline_member not in world.dms_per_follower() and early not in world.dms_per_follower()
+
+
+@pytest.mark.parametrize("by", ["a scheduled run", "a batch of events"])
+def test_a_run_starting_seconds_before_xs_dm_window_resets_waits_for_it_and_meets_no_429(world, by):
+    """X's 15-DM window resets 15 minutes after its first send, a second or two after a run's tick.
+    A run (or an event batch) starting just before the reset used to send at once, meet a 429 and
+    lose its sends; it now waits the few seconds."""
+    from tests.integration.test_event_worker import follow, handle
+
+    world.run()  # the baseline
+    fans = world.x.add_followers(17, prefix="new")
+    first = world.run(advance_minutes=(15 * 60 - 10) / 60)  # the next starts 10 s before the reset
+    assert first.welcomed == 15
+    if by == "a scheduled run":
+        assert world.run().welcomed == 2
+    else:
+        assert handle(world, follow(world, fans[-1]["id"])).welcomed == 2
+    assert world.dms_per_follower() == {f["id"]: 1 for f in fans}
+    assert not [r for r in world.x.requests if r["status"] == 429]

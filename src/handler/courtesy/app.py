@@ -91,6 +91,7 @@ def utc_now() -> datetime:
 
 # The run's clock. Local runs that simulate days (the demo, the tests) move it; Lambda never does.
 clock: Callable[[], datetime] = utc_now
+sleep: Callable[[float], None] = time.sleep  # and, if they simulate time, this moves it
 
 
 @dataclass
@@ -179,6 +180,7 @@ def _run_cycle(settings: Settings, dynamodb: Any, slot: str, context: LambdaCont
         now=lambda: clock(),
         time_left=lambda: context.get_remaining_time_in_millis() / 1000,
         run_id=f"{slot}/{getattr(context, 'aws_request_id', 'local')}",
+        sleep=lambda seconds: sleep(seconds),
     )
     summary = cycle.run().as_dict()
     summary["slot"] = slot
@@ -294,6 +296,7 @@ def _run_events(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]
                 now=lambda: clock(),
                 time_left=lambda: context.get_remaining_time_in_millis() / 1000,
                 run_id=f"events/{getattr(context, 'aws_request_id', 'local')}",
+                sleep=lambda seconds: sleep(seconds),
             )
         finally:
             x.close()

@@ -48,6 +48,7 @@ dying after it would lose the event for good. Events that did nothing (ignored) 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -202,8 +203,10 @@ class EventWorker:
         now: Callable[[], datetime],
         time_left: Callable[[], float],
         run_id: str,
+        sleep: Callable[[float], None] = time.sleep,
     ):
         self.x, self.ledger, self.settings, self.now, self.time_left = x, ledger, settings, now, time_left
+        self.sleep = sleep
         self.policy = policy_for(settings.welcome_mode)
         self.result = WorkerResult(run_id=run_id)
         self.started = iso(now())
@@ -358,7 +361,9 @@ class EventWorker:
         if not (self.welcome_due and self.policy.sends) or self.settings.dry_run:
             return
         meta = self.meta
-        sender = Sender(x=self.x, ledger=self.ledger, now=self.now, run_id=self.result.run_id, meta=meta, report=SendReport())
+        sender = Sender(
+            x=self.x, ledger=self.ledger, now=self.now, run_id=self.result.run_id, meta=meta, report=SendReport(), sleep=self.sleep
+        )
         welcomer = Welcomer(
             sender,
             settings=self.settings,
@@ -392,10 +397,11 @@ def handle_events(
     now: Callable[[], datetime],
     time_left: Callable[[], float],
     run_id: str,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> WorkerResult:
     """Handle one SQS batch (the event's "Records"). Raises PersonNeeded errors (the batch is then
     delivered again; every event's effects are idempotent and those handled are skipped)."""
-    worker = EventWorker(x=x, ledger=ledger, settings=settings, now=now, time_left=time_left, run_id=run_id)
+    worker = EventWorker(x=x, ledger=ledger, settings=settings, now=now, time_left=time_left, run_id=run_id, sleep=sleep)
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     response = process_partial_response(event={"Records": records}, record_handler=worker.handle_record, processor=processor)
     result = worker.result

@@ -9,6 +9,7 @@ fix them). Welcomes (courtesy.welcoming) and opt-out confirmations
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -111,6 +112,7 @@ class Sender:
     run_id: str
     meta: Meta
     report: SendReport
+    sleep: Callable[[float], None] = time.sleep  # waiting for X's DM window to reset (simulations move a clock)
 
     def send(self, recipient_id: str, text: str) -> SendResult:
         return send(self.x, recipient_id, text)

@@ -30,6 +30,7 @@ Each step is a unit that returns what it did; this module adds it to the run's s
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -66,7 +67,9 @@ class WelcomeCycle:
         now: Callable[[], datetime],
         time_left: Callable[[], float],
         run_id: str,
+        sleep: Callable[[float], None] = time.sleep,
     ):
+        self.sleep = sleep
         self.x = x
         self.ledger = ledger
         self.settings = settings
@@ -130,7 +133,9 @@ class WelcomeCycle:
         self._add_inbox(ReplyInbox(x=self.x, ledger=self.ledger, settings=self.settings, now=self.now).read(meta))
 
     def _welcome(self, meta: Meta, scan: ScanResult) -> None:
-        sender = Sender(x=self.x, ledger=self.ledger, now=self.now, run_id=self.summary.run_id, meta=meta, report=SendReport())
+        sender = Sender(
+            x=self.x, ledger=self.ledger, now=self.now, run_id=self.summary.run_id, meta=meta, report=SendReport(), sleep=self.sleep
+        )
         present = {follower.id: follower for follower in scan.present}
         welcomer = Welcomer(
             sender, settings=self.settings, policy=self.policy, present=present, out_of_time=self._out_of_time, started=self.started

@@ -27,10 +27,12 @@ if TYPE_CHECKING:
 # Rounds of presence lookups per run: a round whose candidates turn out to have left is
 # followed by another, so departures do not leave a run's sending room unused.
 PRESENCE_ROUNDS_PER_RUN = 3
-# A window that resets this close to a run's start counts as reset: X's windows start at
-# the first request, a second or two after the schedule's tick, and skipping a whole
-# schedule interval for those seconds would halve the welcome rate.
+# A window that resets this close to a run's start is waited for: X's windows start at the
+# first request, a second or two after the schedule's tick, and skipping a whole schedule
+# interval for those seconds would halve the welcome rate; sending before the reset meets a
+# 429 and loses the run's sends.
 DM_RESET_GRACE_SECONDS = 30
+DM_RESET_MARGIN_SECONDS = 1  # X's reset is given in whole epoch seconds
 
 
 class Welcomer:
@@ -60,6 +62,10 @@ class Welcomer:
 
     def run(self) -> SendReport:
         self._welcome_backlog()
+        if not self.settings.dry_run and (spent := self.sender.rate_limit_spent()) and spent.reset_at:
+            # The window these sends spent, for the next run or event batch (a new X client knows
+            # nothing of it): it waits for the reset instead of meeting a 429.
+            self.sender.meta.dm_blocked_until = max(self.sender.meta.dm_blocked_until, spent.reset_at)
         return self.report
 
     def _welcome_backlog(self) -> None:
@@ -72,10 +78,13 @@ class Welcomer:
         if room <= 0:
             report.notes.append("daily welcome limit reached")
             return
-        if not settings.dry_run and meta.dm_blocked_until > now.timestamp() + DM_RESET_GRACE_SECONDS:
-            report.rate_limited = True
-            report.notes.append("X's DM rate limit is still spent; waiting for its reset")
-            return
+        blocked_for = meta.dm_blocked_until - now.timestamp()
+        if not settings.dry_run and blocked_for > 0:
+            if blocked_for > DM_RESET_GRACE_SECONDS:
+                report.rate_limited = True
+                report.notes.append("X's DM rate limit is still spent; waiting for its reset")
+                return
+            self.sender.sleep(blocked_for + DM_RESET_MARGIN_SECONDS)
         used, go_on = confirm_opt_outs(
             self.sender,
             reply=settings.opt_out_reply,
