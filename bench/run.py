@@ -1,13 +1,13 @@
-"""`python -m bench` (`make bench`): the scenarios, the deep backlogs, reply mode's inbox, then
-cold start, printed as tables. `python -m bench --only backlog` (or scenarios, inbox, cold-start;
-repeatable) runs only those parts."""
+"""`python -m bench` (`make bench`): the scenarios, the deep backlogs, reply mode's inbox, webhook
+delivery beside schedule delivery, then cold start, printed as tables. `python -m bench --only
+backlog` (or scenarios, inbox, webhook, cold-start; repeatable) runs only those parts."""
 
 from __future__ import annotations
 
 import argparse
 import time
 
-from bench import backlog, cold_start, inbox
+from bench import backlog, cold_start, inbox, webhook
 from bench.report import DETAIL_HEADERS, HEADLINE_HEADERS, detail_row, headline_row, table
 from bench.simulate import INTERVAL, simulate
 from bench.strategies import FULL_SCAN_REAL_MAX, STRATEGIES, quiet_courtesy_logs
@@ -35,7 +35,7 @@ SCENARIOS = [
 ]
 
 
-PARTS = ("scenarios", "backlog", "inbox", "cold-start")
+PARTS = ("scenarios", "backlog", "inbox", "webhook", "cold-start")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> None:
         backlog.run_backlog(limits)
     if "inbox" in parts:
         run_inbox()
+    if "webhook" in parts:
+        webhook.run_webhook()
     if "cold-start" in parts:
         run_cold_start()
     print(f"\nbenchmark took {time.monotonic() - began:.0f} s")

@@ -20,6 +20,9 @@ PRICE_PER_OWNED_FOLLOWER_READ = 0.001  # the account reading its own followers t
 PRICE_PER_DM_SENT = 0.015
 PRICE_PER_DM_EVENT_READ = 0.010
 PRICE_PER_USER_LOOKUP = 0.010  # per user returned by GET /2/users?ids=; never an owned read
+# X Activity API: per event delivered (follow.follow, follow.unfollow, dm.received alike, the account's own
+# follows included), deduplicated within 24 hours (X's pricing page, x-api/getting-started/pricing, read 2026-12-01).
+PRICE_PER_ACTIVITY_EVENT = 0.010
 
 # Sizes (X API v2 reference: GET /2/users/:id/followers, POST .../messages, GET /2/dm_events).
 FOLLOWERS_PAGE_MAX = 1_000
