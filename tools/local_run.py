@@ -97,6 +97,7 @@ class LocalFunction:
             parameters.clear_caches()
             app.clock = self.clock or app.utc_now
             app.sleep = self.sleep or (time.sleep if self.clock is None else _no_wait)
+            app.wake_up = app.send_wake_up
             yield app
         finally:
             restore_environment(previous)

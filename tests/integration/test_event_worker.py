@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from courtesy import event_worker
+from courtesy.domain import wake_up_event
 from courtesy.errors import CredentialsRejected
 from courtesy.event_worker import handle_events
 from courtesy.ledger import RECENT_EVENTS_KEY, Ledger
@@ -91,7 +92,7 @@ def sqs_record(n: int, body: Any) -> dict[str, Any]:
 _batches = 0
 
 
-def handle(world, *bodies, wrap_x=None, wrap_ledger=None, time_left: float = 300.0, **env: str) -> event_worker.WorkerResult:
+def handle(world, *bodies, wrap_x=None, wrap_ledger=None, time_left: float = 300.0, wake_up=None, **env: str) -> event_worker.WorkerResult:
     """One SQS batch of these event bodies; the XAccount and the Ledger pass through the wrappers if given."""
     global _batches
     _batches += 1
@@ -108,6 +109,7 @@ def handle(world, *bodies, wrap_x=None, wrap_ledger=None, time_left: float = 300
             time_left=lambda: time_left,
             run_id=f"events-{_batches}",
             sleep=world.x.advance,  # a wait for X's DM window passes on the sandbox's clock
+            wake_up=wake_up,
         )
     finally:
         x_account.close()
@@ -262,6 +264,39 @@ def test_a_hundred_follow_events_never_exceed_xs_dm_limits(after_baseline):
         world.run()
     assert world.dms_per_follower() == {f["id"]: 1 for f in fans}
     assert not [r for r in world.x.requests if r["status"] == 429], "X's DM limit was known from its headers, never hit"
+
+
+def test_a_burst_beyond_xs_dm_window_asks_once_to_be_woken_at_its_reset_and_is_welcomed_then(after_baseline):
+    """With webhook delivery nothing else may invoke the function for an hour (the safety net)."""
+    world = after_baseline
+    fans = world.x.add_followers(20, prefix="burst")
+    wake_ups: list[tuple[str, float]] = []
+    for part in (fans[:10], fans[10:]):  # two batches in one DM window
+        handle(world, *[follow(world, f["id"]) for f in part], wake_up=lambda *args: wake_ups.append(args))
+    assert len(world.dms_per_follower()) == DM_SENDS_PER_15_MIN
+    [(account, reset_at)] = wake_ups  # once for the window
+    assert account == world.x.account_id and reset_at > world.x.now()
+    world.x.advance(reset_at + 1 - world.x.now())  # SQS holds the wake-up until the reset
+    handle(world, wake_up_event(account, reset_at), wake_up=lambda *args: wake_ups.append(args))
+    assert world.dms_per_follower() == {f["id"]: 1 for f in fans}
+    assert len(wake_ups) == 1, "nobody waits: no further wake-up"
+    handle(world, wake_up_event(account, reset_at))  # the same wake-up delivered again: nothing more
+    assert world.dms_per_follower() == {f["id"]: 1 for f in fans}
+    assert not [r for r in world.x.requests if r["status"] == 429]
+
+
+def test_the_deployed_handler_queues_its_wake_up_on_the_batchs_own_queue_delayed(stack):
+    stack.run()  # the baseline
+    queue = stack.aws.create_webhook_queues()
+    sqs = stack.aws.client("sqs")
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    fans = stack.x.add_followers(20, prefix="burst")
+    records = [dict(sqs_record(i, follow(stack, f["id"])), eventSourceARN=arn) for i, f in enumerate(fans)]
+    for start in (0, 10):
+        assert stack.function.invoke({"Records": records[start : start + 10]}) == {"batchItemFailures": []}
+    assert len(stack.x.dm_log) == DM_SENDS_PER_15_MIN
+    counts = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"]
+    assert (counts["ApproximateNumberOfMessages"], counts["ApproximateNumberOfMessagesDelayed"]) == ("0", "1")
 
 
 def test_the_deployed_handler_takes_an_sqs_batch_and_welcomes_once(stack):

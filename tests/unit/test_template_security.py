@@ -450,10 +450,12 @@ def test_the_scheduled_function_itself_handles_the_events_one_batch_at_a_time():
     # Throttled while a scheduled run is in progress counts a receive: room for several before the DLQ.
     assert queue["RedrivePolicy"]["maxReceiveCount"] >= 5
     # The function's role consumes the queue (the event source polls with it), in webhook mode only.
-    for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"):
+    # It also sends there, its own wake-ups only (courtesy.welcoming), and to no other queue.
+    for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility", "sqs:SendMessage"):
         assert granted(stack, action, EVENT_QUEUE_ARN), action
-    assert not granted(stack, "sqs:SendMessage", EVENT_QUEUE_ARN), "only the receiver queues events"
+    # With schedule delivery: none of it.
     assert not any(a.startswith("sqs:Receive") for s in role_statements(Stack()) for a in s["Action"])
+    assert not granted(Stack(), "sqs:SendMessage", EVENT_QUEUE_ARN)
     # No function but the receiver has a URL.
     urls = {name: r for name, r in template["Resources"].items() if r["Type"] == "AWS::Lambda::Url"}
     assert {stack.resolve(r["Properties"]["TargetFunctionArn"]) for r in urls.values()} == {"courtesy-courtesy-webhook"}

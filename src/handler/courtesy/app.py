@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
 from courtesy.digest import Digest, DigestMaybePublished
+from courtesy.domain import wake_up_event
 from courtesy.errors import (
     ConfigurationError,
     CredentialsMissing,
@@ -92,6 +94,33 @@ def utc_now() -> datetime:
 # The run's clock. Local runs that simulate days (the demo, the tests) move it; Lambda never does.
 clock: Callable[[], datetime] = utc_now
 sleep: Callable[[float], None] = time.sleep  # and, if they simulate time, this moves it
+SQS_MAX_DELAY_SECONDS = 900  # SQS delays a message at most 15 minutes: X's DM window is as long
+
+
+def send_wake_up(queue_url: str, account_id: str, reset_at: float) -> None:
+    """Delivery "webhook": the wake-up event on the event queue, delayed until X's DM window resets."""
+    delay = min(SQS_MAX_DELAY_SECONDS, max(0, math.ceil(reset_at - clock().timestamp()) + 1))
+    runtime().sqs().send_message(QueueUrl=queue_url, MessageBody=json.dumps(wake_up_event(account_id, reset_at)), DelaySeconds=delay)
+
+
+# Simulations replace it too: their clock is not SQS's.
+wake_up: Callable[[str, str, float], None] = send_wake_up
+
+
+def queue_url(queue_arn: str) -> str:
+    """An SQS queue's URL from its ARN (arn:partition:sqs:region:account:name)."""
+    _, partition, _, region, account, name = queue_arn.split(":")
+    domain = "amazonaws.com.cn" if partition == "aws-cn" else "amazonaws.com"
+    return f"https://sqs.{region}.{domain}/{account}/{name}"
+
+
+def _wake_up_via(records: list[dict[str, Any]]) -> Callable[[str, float], None] | None:
+    """Wake-ups go to the queue the batch came from (its records name it)."""
+    arn = str(records[0].get("eventSourceARN", "")) if records else ""
+    if arn.count(":") != 5:
+        return None
+    url = queue_url(arn)
+    return lambda account_id, reset_at: wake_up(url, account_id, reset_at)
 
 
 @dataclass
@@ -102,6 +131,7 @@ class Runtime:
     dynamodb: Any
     run_once: Callable[..., dict[str, Any]]
     idempotency: IdempotencyConfig
+    sqs: Callable[[], Any]  # made on first use: only webhook delivery's wake-ups need it
 
 
 @functools.cache
@@ -118,7 +148,7 @@ def runtime() -> Runtime:
         return _run_cycle(settings, dynamodb, slot["slot"], context)
 
     run_once = idempotent_function(data_keyword_argument="slot", persistence_store=store, config=idempotency)(_run)
-    return Runtime(settings, dynamodb, run_once, idempotency)
+    return Runtime(settings, dynamodb, run_once, idempotency, functools.cache(lambda: boto3.client("sqs")))
 
 
 def load_credentials(secret_id: str, *, force_fetch: bool = False) -> Any:
@@ -171,7 +201,7 @@ def _run_cycle(settings: Settings, dynamodb: Any, slot: str, context: LambdaCont
         # person's problem. This slot does nothing; the next one carries on.
         logger.warning("Run skipped: no usable X token yet", extra={"reason": type(exc).__name__, "detail": str(exc)})
         return {"slot": slot, "skipped_run": True, "reason": str(exc)}
-    x = XAccount(credentials, base_url=settings.x_api_base_url)
+    x = XAccount(credentials, base_url=settings.x_api_base_url, clock=lambda: clock().timestamp())  # X's windows on the run's clock
     ledger = Ledger(dynamodb, settings.ledger_table)
     cycle = WelcomeCycle(
         x=x,
@@ -286,7 +316,7 @@ def _run_events(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]
     started = time.monotonic()
     try:
         # X's token endpoint down or another process refreshing: raised, so SQS delivers the batch again.
-        x = XAccount(x_credentials(rt.settings, rt.dynamodb), base_url=rt.settings.x_api_base_url)
+        x = XAccount(x_credentials(rt.settings, rt.dynamodb), base_url=rt.settings.x_api_base_url, clock=lambda: clock().timestamp())
         try:
             result = handle_events(
                 event["Records"],
@@ -297,6 +327,7 @@ def _run_events(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]
                 time_left=lambda: context.get_remaining_time_in_millis() / 1000,
                 run_id=f"events/{getattr(context, 'aws_request_id', 'local')}",
                 sleep=lambda seconds: sleep(seconds),
+                wake_up=_wake_up_via(event["Records"]),
             )
         finally:
             x.close()

@@ -85,6 +85,21 @@ def activity_event(item: Any) -> ActivityEvent | None:
     return ActivityEvent(event_uuid, event_type, user_id, payload, {**item, "event_uuid": event_uuid})
 
 
+# Not X's: the event Courtesy queues for itself (Delivery "webhook") to be woken when X's DM
+# window resets while followers wait for it (courtesy.welcoming, courtesy.event_worker).
+WAKE_UP_EVENT = "courtesy.wake_up"
+
+
+def wake_up_event(account_id: str, reset_at: float) -> dict[str, Any]:
+    """The wake-up for one window's reset; one event_uuid per reset, so a second one is a duplicate."""
+    return {
+        "event_uuid": f"courtesy-wake-up-{int(reset_at)}",
+        "event_type": WAKE_UP_EVENT,
+        "filter": {"user_id": account_id},
+        "payload": {"reset_at": int(reset_at)},
+    }
+
+
 def follows_account(user: Follower) -> bool:
     """Whether a user from a user lookup follows the account (X's connection_status says followed_by)."""
     status = user.profile.get("connection_status", [])

@@ -58,7 +58,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from botocore.exceptions import BotoCoreError, ClientError
 
-from courtesy.domain import ActivityEvent, DmEvent, activity_event, follower_from_user, iso, opaque_id, queue_key
+from courtesy.domain import WAKE_UP_EVENT, ActivityEvent, DmEvent, activity_event, follower_from_user, iso, opaque_id, queue_key
 from courtesy.errors import CourtesyError, CredentialsRejected, PersonNeeded
 from courtesy.intake import FollowObservation, is_new, record_follows
 from courtesy.ledger import META_KEY, RECENT_EVENTS_KEY, Ledger, Meta
@@ -80,7 +80,7 @@ RECENT_EVENTS_KEPT = 20  # in the ledger's RECENT_EVENTS_KEY record, for `courte
 EVENT_RECORD_SECONDS = 2 * 24 * 60 * 60
 # The meta fields the welcome step may change (the daily count is written after every send by
 # Sender.count_sent). Only these are written back: the rest of the meta belongs to the scheduled run.
-WELCOME_META_FIELDS = ("dm_blocked_until", "refusals", "account_refusal", "account_refused_runs")
+WELCOME_META_FIELDS = ("dm_blocked_until", "wake_up_at", "refusals", "account_refusal", "account_refused_runs")
 
 # What happened to one event (WorkerResult.outcomes counts them).
 HANDLED = "handled"
@@ -204,9 +204,10 @@ class EventWorker:
         time_left: Callable[[], float],
         run_id: str,
         sleep: Callable[[float], None] = time.sleep,
+        wake_up: Callable[[str, float], None] | None = None,
     ):
         self.x, self.ledger, self.settings, self.now, self.time_left = x, ledger, settings, now, time_left
-        self.sleep = sleep
+        self.sleep, self.wake_up = sleep, wake_up
         self.policy = policy_for(settings.welcome_mode)
         self.result = WorkerResult(run_id=run_id)
         self.started = iso(now())
@@ -254,6 +255,11 @@ class EventWorker:
             return self._unfollow(event)
         if event.event_type == "dm.received":
             return self._messages(event)
+        if event.event_type == WAKE_UP_EVENT:
+            if not self.meta.baseline_done:
+                return BEFORE_BASELINE
+            self.welcome_due = True  # X's DM window has reset: the queue is welcomed after the batch
+            return HANDLED
         if event.event_type == "oauth.revoke":
             self.revoked = True  # raised after the batch (a record handler's errors only fail its record)
             return REVOKED
@@ -362,7 +368,14 @@ class EventWorker:
             return
         meta = self.meta
         sender = Sender(
-            x=self.x, ledger=self.ledger, now=self.now, run_id=self.result.run_id, meta=meta, report=SendReport(), sleep=self.sleep
+            x=self.x,
+            ledger=self.ledger,
+            now=self.now,
+            run_id=self.result.run_id,
+            meta=meta,
+            report=SendReport(),
+            sleep=self.sleep,
+            wake_up=self.wake_up,
         )
         welcomer = Welcomer(
             sender,
@@ -398,10 +411,11 @@ def handle_events(
     time_left: Callable[[], float],
     run_id: str,
     sleep: Callable[[float], None] = time.sleep,
+    wake_up: Callable[[str, float], None] | None = None,
 ) -> WorkerResult:
     """Handle one SQS batch (the event's "Records"). Raises PersonNeeded errors (the batch is then
     delivered again; every event's effects are idempotent and those handled are skipped)."""
-    worker = EventWorker(x=x, ledger=ledger, settings=settings, now=now, time_left=time_left, run_id=run_id, sleep=sleep)
+    worker = EventWorker(x=x, ledger=ledger, settings=settings, now=now, time_left=time_left, run_id=run_id, sleep=sleep, wake_up=wake_up)
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     response = process_partial_response(event={"Records": records}, record_handler=worker.handle_record, processor=processor)
     result = worker.result

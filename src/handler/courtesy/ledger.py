@@ -89,6 +89,8 @@ class Meta:
     daily_day: str = ""
     daily_count: int = 0
     dm_blocked_until: float = 0.0
+    # The DM window reset a wake-up is already asked for (Delivery "webhook", courtesy.welcoming).
+    wake_up_at: float = 0.0
     # Reply mode: every DM event at or below this id has been handled ("" = inbox not read yet).
     dm_cursor: str = ""
     dm_page_size: int = 0
@@ -114,6 +116,7 @@ class Meta:
             daily_day=raw.get("daily_day", ""),
             daily_count=int(raw.get("daily_count", 0)),
             dm_blocked_until=float(raw.get("dm_blocked_until", 0)),
+            wake_up_at=float(raw.get("wake_up_at", 0)),
             dm_cursor=raw.get("dm_cursor", ""),
             dm_page_size=int(raw.get("dm_page_size", 0)),
             dm_gaps=json.loads(raw.get("dm_gaps") or "[]"),
@@ -134,6 +137,7 @@ class Meta:
             "daily_day": self.daily_day,
             "daily_count": number(self.daily_count),
             "dm_blocked_until": number(self.dm_blocked_until),
+            "wake_up_at": number(self.wake_up_at),
             "dm_cursor": self.dm_cursor,
             "dm_page_size": number(self.dm_page_size),
             "dm_gaps": json.dumps(self.dm_gaps),

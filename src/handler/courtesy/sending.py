@@ -113,6 +113,9 @@ class Sender:
     meta: Meta
     report: SendReport
     sleep: Callable[[float], None] = time.sleep  # waiting for X's DM window to reset (simulations move a clock)
+    # Delivery "webhook": wake_up(account id, epoch time) asks for an invocation then (X's DM
+    # window reset). None: no wake-ups.
+    wake_up: Callable[[str, float], None] | None = None
 
     def send(self, recipient_id: str, text: str) -> SendResult:
         return send(self.x, recipient_id, text)

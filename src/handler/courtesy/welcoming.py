@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from courtesy.confirmations import confirm_opt_outs
 from courtesy.domain import Follower, iso
 from courtesy.filters import BLOCKLISTED, DMS_CLOSED, PROTECTED
-from courtesy.ledger import Entry, detail
+from courtesy.ledger import Entry, Meta, detail
 from courtesy.messages import MessageTemplates
 from courtesy.observability import logger
 from courtesy.policy import ModePolicy, is_message_sender
@@ -62,11 +62,30 @@ class Welcomer:
 
     def run(self) -> SendReport:
         self._welcome_backlog()
-        if not self.settings.dry_run and (spent := self.sender.rate_limit_spent()) and spent.reset_at:
+        if self.settings.dry_run:
+            return self.report
+        meta = self.sender.meta
+        if (spent := self.sender.rate_limit_spent()) and spent.reset_at:
             # The window these sends spent, for the next run or event batch (a new X client knows
             # nothing of it): it waits for the reset instead of meeting a 429.
-            self.sender.meta.dm_blocked_until = max(self.sender.meta.dm_blocked_until, spent.reset_at)
+            meta.dm_blocked_until = max(meta.dm_blocked_until, spent.reset_at)
+        self._ask_for_wake_up(meta)
         return self.report
+
+    def _ask_for_wake_up(self, meta: Meta) -> None:
+        """With webhook delivery nothing may invoke the function for an hour (the safety net): if
+        followers wait for X's DM window, ask to be woken at its reset, once per window."""
+        wake_up, reset_at = self.sender.wake_up, meta.dm_blocked_until
+        if wake_up is None or reset_at <= self.sender.now().timestamp() or meta.wake_up_at >= reset_at:
+            return
+        if not self.sender.ledger.queued(self.policy.welcomes_from, limit=1):
+            return
+        try:
+            wake_up(meta.account_id, reset_at)
+        except Exception as exc:  # noqa: BLE001 - only an earlier welcome is lost: the safety net still runs
+            logger.warning("Could not ask to be woken at X's DM window reset", extra={"reason": type(exc).__name__})
+            return
+        meta.wake_up_at = reset_at
 
     def _welcome_backlog(self) -> None:
         meta, settings, report = self.sender.meta, self.settings, self.report
