@@ -30,6 +30,10 @@ Each SQS message is one X Activity API event, its body the event's ``data`` obje
 ``oauth.revoke``
     The account took back the app's access: the batch fails with CredentialsRejected
     (a PersonNeeded error), so the alarm asks a person.
+``courtesy.wake_up`` (not X's: Courtesy's own, domain.wake_up_event)
+    A batch that left followers waiting for X's DM window queued it, delayed to the window's
+    reset (courtesy.welcoming): the queue is welcomed. Nothing else would invoke the function
+    before the next safety-net run.
 
 An unknown or malformed message fails alone (SQS partial batch response); the rest of the
 batch goes on. The batches reach the scheduled function itself (courtesy.app dispatches them
