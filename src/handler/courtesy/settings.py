@@ -1,6 +1,8 @@
 """Configuration: read from the environment once, validated, then passed as values.
 
-This is the only module that reads ``os.environ``.
+This is the only module of the scheduled function that reads ``os.environ``; the webhook
+receiver (courtesy.webhook_receiver, its own small function) reads its two variables itself,
+so that it imports nothing it does not need.
 """
 
 from __future__ import annotations
