@@ -214,6 +214,48 @@ def test_a_late_follow_event_for_someone_who_left_sends_nothing_and_costs_them_n
     assert world.dms_per_follower() == {fan["id"]: 1}
 
 
+def test_a_late_unfollow_from_before_they_followed_again_does_not_cost_a_follower_their_digest_listing(world):
+    """Found by the exactly-once campaign (digest mode), minimised: an unfollow event delivered late
+    (X's delay or reordering, or `courtesy webhook replay`), after the follower followed again, was
+    taken at its word and marked a current follower departed; the scans never take back someone
+    at the head of the list they already know, so they were never listed (or welcomed)."""
+    digest = {"welcome_mode": "digest"}
+    [fan] = world.x.add_followers(1, prefix="churn")
+    world.x.remove_follower(fan["id"])  # follows and leaves before the baseline
+    old_unfollow = unfollow(world, fan["id"])  # X holds this event back
+    world.run(**digest)  # the baseline: they do not follow
+    world.x.add_follower(fan["id"])  # they follow again, after the baseline
+    handle(world, follow(world, fan["id"]), **digest)  # recorded: pending in the digest queue
+    world.run(**digest)  # a scan: the list's head now starts with them
+    handle(world, old_unfollow, **digest)  # the old unfollow, late
+    for _ in range(3):
+        world.run(**digest)
+    world.run_digest()
+    assert fan["id"] in world.x.follower_ids()
+    listed = "\n".join(world.digests)
+    assert f"https://x.com/{fan['username']}" in listed, f"state {state(world, fan['id'])}"
+
+
+def test_a_late_unfollow_from_before_they_followed_again_does_not_cost_a_follower_their_welcome(after_baseline):
+    """The same in dm mode: their welcome waits (X's DM window spent) when the old unfollow arrives."""
+    world = after_baseline
+    [fan] = world.x.add_followers(1, prefix="churn")
+    world.x.remove_follower(fan["id"])
+    old_unfollow = unfollow(world, fan["id"])  # X holds this event back
+    world.run()  # a scan: they do not follow
+    world.x.add_follower(fan["id"])  # they follow again
+    world.x.exhaust_rate_limit("send_dm")  # their welcome must wait
+    handle(world, follow(world, fan["id"]))
+    world.run()  # a scan: the list's head now starts with them; still waiting
+    assert state(world, fan["id"]) == "pending"
+    handle(world, old_unfollow)  # the old unfollow, late
+    world.x.advance(24 * 3600)  # every DM window reset
+    for _ in range(3):
+        world.run()
+    assert fan["id"] in world.x.follower_ids()
+    assert world.dms_per_follower() == {fan["id"]: 1}, f"state {state(world, fan['id'])}"
+
+
 def test_a_follow_and_unfollow_in_one_batch_send_nothing(after_baseline):
     world = after_baseline
     [fan] = world.x.add_followers(1, prefix="new")

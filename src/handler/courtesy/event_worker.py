@@ -14,7 +14,9 @@ Each SQS message is one X Activity API event, its body the event's ``data`` obje
 ``follow.follow``, the account following someone
     Ignored.
 ``follow.unfollow``, someone leaving the account
-    Marked departed if they still wait for their welcome; otherwise nothing.
+    If they still wait for their welcome, X is asked whether they follow (the event may be
+    late, and they may have followed again since): marked departed if X says they do not;
+    otherwise nothing.
 ``dm.received``
     In a mode that reads the inbox (reply mode), each inbound message of the account's 1:1
     conversations is handled by the scheduled inbox read's own rule
@@ -65,11 +67,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from courtesy.domain import WAKE_UP_EVENT, ActivityEvent, DmEvent, activity_event, follower_from_user, iso, opaque_id, queue_key
 from courtesy.errors import CourtesyError, CredentialsRejected, PersonNeeded
 from courtesy.intake import FollowObservation, is_new, record_follows
-from courtesy.ledger import META_KEY, RECENT_EVENTS_KEY, Ledger, Meta
+from courtesy.ledger import META_KEY, RECENT_EVENTS_KEY, Entry, Ledger, Meta
 from courtesy.ledger_store import KEY, Check, number
 from courtesy.lifecycle import Queue, State
 from courtesy.observability import logger
 from courtesy.policy import policy_for
+from courtesy.presence import confirm_following
 from courtesy.reply_inbox import handle_messages, one_to_one_conversation_id
 from courtesy.sending import Sender, SendReport
 from courtesy.settings import Settings
@@ -94,6 +97,8 @@ OWN_FOLLOW = "ignored: the account's own follow"
 NOT_THE_ACCOUNT = "ignored: not about the account"
 ALREADY_KNOWN = "ignored: already known"
 NOT_PENDING = "ignored: not waiting for a welcome"
+STILL_FOLLOWS = "ignored: X says they follow"
+NOT_ASKED = "left waiting: X could not be asked"
 NO_INBOX = "ignored: the mode reads no messages"
 INBOX_NOT_STARTED = "ignored: reply mode's inbox not read yet"
 ALREADY_READ = "ignored: read by the inbox already"
@@ -315,11 +320,17 @@ class EventWorker:
         if ignored:
             return ignored
         follower_id = str(source["id"])
-        if self.ledger.move("mark_departed", follower_id, fields={"departed_at": iso(self.now())}):
-            self.result.departed += 1
-            logger.info("Follower left before their welcome", extra={"follower_id": follower_id})
+        item = self.ledger.get(follower_id)
+        if item is None or item.get("state") != State.PENDING:
+            return NOT_PENDING
+        # An unfollow event may come late too (held back by X, replayed) after they followed
+        # again: X is asked whether they still follow before they are marked departed.
+        presence = confirm_following([Entry.of(item)], present={}, x=self.x, ledger=self.ledger, now=self.now)
+        self.result.notes += presence.notes
+        if presence.departed:
+            self.result.departed += presence.departed
             return HANDLED
-        return NOT_PENDING
+        return STILL_FOLLOWS if follower_id in presence.current else NOT_ASKED
 
     def _messages(self, event: ActivityEvent) -> str:
         if not self.policy.reads_inbox:
