@@ -4,14 +4,22 @@ A Hypothesis state machine interleaves follows, unfollows, follows again, rename
 closed DMs, runs, immediate reruns (a duplicate delivery or Lambda's retry), crashes
 at any adapter call, X faults (among them empty or truncated follower pages, failing
 or odd user lookups, an empty conversation that is not, and X refusing the account's
-DMs for a while) and DynamoDB throttles. After every step it checks,
-against the sandbox's own DM log and the ledger:
+DMs for a while) and DynamoDB throttles. Into the same sequence it interleaves webhook
+delivery (courtesy.event_worker, over the same adapters and the same ledger): every follow,
+unfollow and (reply mode) inbound message is an X Activity API event that is delivered at
+once, held back and delivered late (after other events, runs or digests, in any order),
+delivered twice (duplicate deliveries, in one batch or later, by X or by SQS), or dropped
+and never delivered (the scheduled runs must catch it). Batches also die at any adapter
+call of the worker (a crash mid-batch) or fail on throttles, and SQS delivers the same
+batch again, at once or later. After every step it checks, against the sandbox's own DM
+log and the ledger:
 
 - nobody has two welcome DMs;
 - nobody who followed before the baseline has one (unless they followed again later);
 - the ledger never forgets a follower and never moves one backwards.
 
-At the end of each case the faults stop, runs continue, and every post-baseline
+At the end of each case the faults stop, the events still held back are delivered (late,
+newest first; the dropped ones never are), runs continue, and every post-baseline
 follower who still follows and accepts DMs must have exactly one welcome (a refusal of
 the account may write off at most a streak's worth of followers before it is recognised).
 
@@ -38,10 +46,12 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from courtesy.domain import parse_time
 from courtesy.errors import CourtesyError
-from courtesy.ledger import META_KEY
-from courtesy.lifecycle import State
+from courtesy.ledger import META_KEY, Ledger
+from courtesy.lifecycle import BY_NAME, State
+from courtesy.x_account import XAccount
 from sandbox import USAGE_CAPPED_BODY, XSandbox
 from tests.faults import Crash, CrashAt
+from tests.integration import test_event_worker as webhook  # the event builders and one SQS batch
 from tests.integration.conftest import CycleWorld, Stack
 from tools.local_aws import LOCAL_NAMES, LocalAws
 
@@ -55,11 +65,23 @@ INITIAL_FOLLOWERS = 30
 X_CALLS = ["followers_page", "send_dm", "find_sent_dm", "account_id", "dm_events_page", "lookup_users", "followers_count"]
 LEDGER_CALLS = [
     "load_meta", "save_meta", "record_baseline", "known", "record_new", "requeue_departed", "queued", "claim", "mark_welcomed",
-    "mark_uncertain", "release", "mark_undeliverable", "confirm_uncertain", "release_uncertain", "mark_departed", "save_daily_count",
+    "mark_uncertain", "release", "mark_undeliverable", "confirm_uncertain", "release_uncertain", "mark_departed", "count_send",
     "move_queue", "ask_reply", "record_message_sender", "opt_out", "claim_confirmation", "settle_confirmation",
     "note_empty_lookup", "reopen_refused", "note_writer", "adopt_writer", "skip_writer", "settle_interrupted",
 ]  # fmt: skip
 DIGEST_CALLS = ["queued", "start_listing", "mark_listed", "release_listing", "publish"]
+# The adapter calls the webhook worker makes (courtesy.event_worker: the event's bookkeeping record,
+# intake, departures, then welcoming the queue), and in reply mode those of the inbox rule too.
+WORKER_X_CALLS = ["send_dm", "lookup_users"]
+WORKER_LEDGER_CALLS = [
+    "get", "load_meta", "known", "record_new", "put_record", "mark_departed", "queued", "claim", "mark_welcomed",
+    "count_send", "update_record", "mark_uncertain", "release", "requeue_departed", "skip_pending",
+]  # fmt: skip
+WORKER_INBOX_CALLS = ["ask_reply", "opt_out", "note_writer", "adopt_writer", "claim_confirmation", "settle_confirmation"]
+# What X does with one event: delivers it at once; holds it back (delivered late, or at the end);
+# delivers it at once and again later (a duplicate); never delivers it.
+DELIVERIES = ["now", "late", "twice", "dropped"]
+SQS_BATCH = 10  # the most records SQS hands the worker at once
 CONFIRMATION = "Got it"  # how the built-in opt-out confirmation starts
 RELISTED = "may be in an earlier digest"
 X_FAULTS = [
@@ -114,13 +136,17 @@ class ExactlyOnce(RuleBasedStateMachine):
         self.unfollowed_after_writing: set[str] = set()
         self.strangers: list[str] = []
         self.restrictions = 0  # times X refused every DM of the account for a while
+        self.held: list[dict] = []  # events X holds back, or SQS will deliver again: delivered late
+        self.delivered: list[dict] = []  # events delivered at least once: X may deliver them again
 
-    # --- the world changes ---------------------------------------------------------
+    # --- the world changes (and X sends its events) -----------------------------------
 
-    @rule(count=st.integers(1, 4))
-    def follow(self, count: int) -> None:
-        for user in self.x.add_followers(count, prefix="fan"):
+    @rule(count=st.integers(1, 4), data=st.data())
+    def follow(self, count: int, data: st.DataObject) -> None:
+        users = self.x.add_followers(count, prefix="fan")
+        for user in users:
             self.usernames[user["username"]] = user["id"]
+        self._happened(data, [webhook.follow(self.world, user["id"]) for user in users])
 
     @rule(data=st.data())
     def unfollow(self, data: st.DataObject) -> None:
@@ -131,6 +157,17 @@ class ExactlyOnce(RuleBasedStateMachine):
             self.former.append(who)
             if who in self.wrote:
                 self.unfollowed_after_writing.add(who)
+            self._happened(data, [webhook.unfollow(self.world, who)])
+
+    @rule(data=st.data())
+    def follow_and_leave(self, data: st.DataObject) -> None:
+        """Someone follows and leaves again before any run sees them (follow-unfollow churn)."""
+        [user] = self.x.add_followers(1, prefix="churn")
+        self.usernames[user["username"]] = user["id"]
+        followed = webhook.follow(self.world, user["id"])
+        self.x.remove_follower(user["id"])
+        self.former.append(user["id"])
+        self._happened(data, [followed, webhook.unfollow(self.world, user["id"])])
 
     @rule(data=st.data())
     def follow_again(self, data: st.DataObject) -> None:
@@ -140,6 +177,7 @@ class ExactlyOnce(RuleBasedStateMachine):
             self.x.add_follower(who)
             if self.baseline_done and who in self.pre_baseline:
                 self.came_back_later.add(who)
+            self._happened(data, [webhook.follow(self.world, who)])
 
     @rule(data=st.data())
     def rename(self, data: st.DataObject) -> None:
@@ -170,9 +208,10 @@ class ExactlyOnce(RuleBasedStateMachine):
             if not current:
                 return
             who = data.draw(st.sampled_from(current[:20]), label="writes")
-        self.x.receive_dm(who, "STOP" if stop else "hi, nice to meet you")
+        message = self.x.receive_dm(who, "STOP" if stop else "hi, nice to meet you")
         if self.inbox_started and not stop and not stranger:
             self.wrote.setdefault(who, self.x.now())
+        self._happened(data, [webhook.dm_received(self.world, message)])
 
     @precondition(lambda self: self.mode == "digest")
     @rule()
@@ -232,6 +271,74 @@ class ExactlyOnce(RuleBasedStateMachine):
             self.world.dynamodb.unprocessed_batches += 1
         else:
             self.world.dynamodb.throttle[operation] = self.world.dynamodb.throttle.get(operation, 0) + 1
+
+    # --- webhook delivery, and what goes wrong in it -------------------------------------
+
+    @precondition(lambda self: self.held)
+    @rule(data=st.data())
+    def deliver_late(self, data: st.DataObject) -> None:
+        """Events held back (by X, or by SQS after a failed batch) arrive now, in any order."""
+        self._deliver_or_die(data, self._take_held(data))
+
+    @precondition(lambda self: self.delivered)
+    @rule(data=st.data(), in_one_batch=st.booleans())
+    def deliver_again(self, data: st.DataObject, in_one_batch: bool) -> None:
+        """X delivers events it delivered already (a duplicate, or a replay), alone or twice in one batch."""
+        picked = data.draw(st.lists(st.sampled_from(self.delivered), min_size=1, max_size=3), label="delivered again")
+        self._deliver(picked + picked[:1] if in_one_batch else picked)
+
+    def _happened(self, data: st.DataObject, events: list[dict]) -> None:
+        """X sends an event for each of these: at once (together, one batch), late, twice, or never."""
+        now = []
+        for event in events:
+            how = data.draw(st.sampled_from(DELIVERIES), label=f"{event['event_type']} delivered")
+            if how in ("now", "twice"):
+                now.append(event)
+            if how in ("late", "twice"):
+                self.held.append(event)
+        if now:
+            self._deliver_or_die(data, now)
+
+    def _deliver_or_die(self, data: st.DataObject, batch: list[dict]) -> None:
+        """One batch; one in three, the worker dies at one of its adapter calls mid-batch, and SQS
+        delivers the same batch again, at once or later (after its visibility timeout)."""
+        if not data.draw(st.sampled_from([False, False, True]), label="the worker dies"):
+            self._deliver(batch)
+            return
+        adapter = data.draw(st.sampled_from(["ledger", "ledger", "x"] if self.baseline_done else ["ledger"]), label="at a call to")
+        calls = WORKER_X_CALLS if adapter == "x" else WORKER_LEDGER_CALLS + (WORKER_INBOX_CALLS if self.mode == "reply" else [])
+        calls = calls if self.baseline_done else WORKER_LEDGER_CALLS[:2]  # before it, events are only looked at
+        method = data.draw(st.sampled_from(calls), label="worker dies at")
+        nth, after = data.draw(st.integers(1, 2), label="nth"), data.draw(st.booleans(), label="after")
+        wrap = {f"wrap_{adapter}": lambda a: CrashAt(a, method, nth=nth, after=after)}
+        if not self._deliver(batch, **wrap) and data.draw(st.booleans(), label="redelivered at once"):
+            del self.held[-len(batch) :]  # put back by the failed batch: SQS delivers it again now
+            self._deliver(batch)
+
+    def _take_held(self, data: st.DataObject) -> list[dict]:
+        """Some of the held-back events, in the order drawn (not the order they happened)."""
+        count = len(self.held)
+        order = data.draw(st.lists(st.integers(0, count - 1), min_size=1, max_size=min(count, SQS_BATCH), unique=True), label="late")
+        batch = [self.held[i] for i in order]
+        self.held = [e for i, e in enumerate(self.held) if i not in order]
+        return batch
+
+    def _deliver(self, events: list[dict], **kwargs) -> bool:
+        """One SQS batch to the worker. If the worker dies or fails, SQS delivers the whole batch
+        again later; if it reports some records failed, those. False if the batch failed."""
+        try:
+            result = webhook.handle(self.world, *events, welcome_mode=self.mode, **kwargs)
+        except (Crash, CourtesyError, ClientError):
+            self.held.extend(events)
+            return False
+        finally:
+            self.x.advance(1)
+        for event in events:
+            if event not in self.delivered:
+                self.delivered.append(event)
+        for failure in result.batch_item_failures:
+            self.held.append(events[int(failure["itemIdentifier"].removeprefix("m-"))])
+        return True
 
     def _run(self, **kwargs):
         if not self.baseline_done:
@@ -326,6 +433,7 @@ class ExactlyOnce(RuleBasedStateMachine):
     def _everyone_is_welcomed_once_faults_gone(self) -> None:
         self.world.dynamodb.throttle.clear()
         self.world.dynamodb.unprocessed_batches = 0
+        self._deliver_the_rest_late()
         quiet = 0
         for _ in range(20):
             summary = self._run(max_welcomes_per_run="50")
@@ -337,8 +445,10 @@ class ExactlyOnce(RuleBasedStateMachine):
             quiet = quiet + 1 if self.baseline_done and settled else 0
             if quiet >= 2:
                 break
+        self._deliver_the_rest_late()  # what failed the first time (an X fault still queued), once more
         if self.mode == "digest":
             self._digest()
+        self.the_promise_holds()
         eligible = set(self.x.follower_ids()) - self.pre_baseline - self.closed_dms
         states = self.world.states()
         written_off = {f for f in eligible if states.get(f) == State.UNDELIVERABLE and self._welcomes().get(f, 0) == 0}
@@ -359,6 +469,12 @@ class ExactlyOnce(RuleBasedStateMachine):
             missing = {f: states.get(f) for f in eligible if f not in listed}
             assert not missing, f"never in a digest after the faults stopped: {missing}"
 
+    def _deliver_the_rest_late(self) -> None:
+        """Every event still held back is delivered now, newest first, in SQS-sized batches."""
+        late, self.held = self.held[::-1], []
+        for start in range(0, len(late), SQS_BATCH):
+            self._deliver(late[start : start + SQS_BATCH])
+
 
 class _Publisher:
     """The digest's publish function as a method, so CrashAt can wrap it."""
@@ -373,6 +489,14 @@ class ReplyOnce(ExactlyOnce):
 
 class DigestOnce(ExactlyOnce):
     mode = "digest"
+
+
+def test_every_crash_point_names_a_call_the_code_has():
+    """A renamed adapter method would quietly turn its crashes into plain runs or batches."""
+    ledger_calls = LEDGER_CALLS + WORKER_LEDGER_CALLS + WORKER_INBOX_CALLS + DIGEST_CALLS[:-1]
+    missing = [m for m in ledger_calls if not hasattr(Ledger, m) and m not in BY_NAME]
+    missing += [m for m in X_CALLS + WORKER_X_CALLS if not hasattr(XAccount, m)]
+    assert not missing, f"no such ledger method, lifecycle transition or X call: {missing}"
 
 
 @pytest.fixture
