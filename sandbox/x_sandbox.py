@@ -15,6 +15,9 @@ Served endpoints (shapes, limits and errors follow X's public documentation):
     The X Activity API (webhooks, activity subscriptions, signed event deliveries, replay):
     see activity.py, mixed in here.
 
+    Not X: a local control API under /_sandbox/ (loopback clients only) to make people follow,
+    unfollow and write, and to list the DMs sent: see control.py, mixed in here.
+
 Every /2/ request needs user context: OAuth 1.0a with the configured
 credentials and a valid HMAC-SHA1 signature, or an OAuth 2.0 user access
 token (``Authorization: Bearer``) that the sandbox issued and that has not
@@ -62,6 +65,7 @@ from oauthlib.oauth1.rfc5849 import signature as oauth_sig
 from oauthlib.oauth1.rfc5849 import utils as oauth_utils
 
 from .activity import ActivityMixin
+from .control import ControlMixin
 
 X_HOST = "https://api.twitter.com"
 
@@ -261,7 +265,7 @@ class _Window:
         return math.ceil((self.start if self.start is not None else now) + self.seconds)
 
 
-class XSandbox(ActivityMixin):
+class XSandbox(ActivityMixin, ControlMixin):
     def __init__(
         self,
         *,
@@ -805,9 +809,13 @@ class XSandbox(ActivityMixin):
                 return endpoint, fn, match.groups()
         raise ApiError(404, GENERIC_PROBLEMS[404])
 
-    def handle(self, method: str, url: str, headers, body: bytes):
-        """Returns (status, headers, body) where body is dict, str, or None for 'drop the connection'."""
+    def handle(self, method: str, url: str, headers, body: bytes, *, client: str | None = None):
+        """Returns (status, headers, body) where body is dict, str, or None for 'drop the connection'.
+        `client` is the client's address (the control API answers loopback clients only)."""
         split = urlsplit(url)
+        if self.is_control_path(split.path):
+            status, payload = self.handle_control(method, url, client, body)
+            return status, {}, payload
         query = dict(parse_qsl(split.query, keep_blank_values=True))
         if split.path.rstrip("/") == TOKEN_ROUTE:
             if method != "POST":
@@ -1113,7 +1121,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         try:
-            status, headers, payload = sandbox.handle(method, self.path, self.headers, body)
+            status, headers, payload = sandbox.handle(method, self.path, self.headers, body, client=self.client_address[0])
         except ApiError as e:
             status, headers, payload = e.status, {}, e.body
         except Exception:  # never let a bug kill the connection thread silently
@@ -1129,7 +1137,8 @@ class _Handler(BaseHTTPRequestHandler):
             data = payload.encode()
         else:
             data = json.dumps(payload).encode()
-        sandbox.log_request(method, self.path, status)
+        if not sandbox.is_control_path(urlsplit(self.path).path):  # the records are X API traffic only
+            sandbox.log_request(method, self.path, status)
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
