@@ -11,7 +11,7 @@ FALLBACK_PYTHON := $(shell command -v python3)
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: setup demo test soak lint validate scan build bench clean print-python
+.PHONY: setup demo test soak lint validate scan build replay bench clean print-python
 
 setup: $(VENV)/.installed
 
@@ -72,9 +72,20 @@ scan: setup $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 	$(PY) -c "$$SAM_TRANSLATE" > .aws-sam/scan/template.yaml
 	$(CHECKOV) -f template.yaml -f .aws-sam/scan/template.yaml --framework cloudformation --quiet --compact --skip-download
 
+# sam build (only if template.yaml, src/handler or layers/deps changed since the last one),
+# plus the runtime's boto3/botocore for replays. Both need Python 3.13, the Lambda runtime.
 build: setup
-	@test -n "$(PYTHON313)" || { echo "sam build needs python3.13 (the Lambda runtime) on PATH or in PYTHON313"; exit 1; }
-	PATH="$(dir $(PYTHON313)):$$PATH" $(VENV)/bin/sam build
+	PYTHON313="$(PYTHON313)" $(PY) -m tools.replay --build-only
+
+# One event through what sam build made, as `sam local invoke` runs it, without Docker
+# (tools/replay.py). AT=now (the default) sets the event's scheduled_time to now, so each
+# replay is a new run; AT= keeps the file's. PARAMS are template parameters (DryRun=false).
+EVENT ?= events/schedule.json
+ENV_VARS ?= events/env.json
+AT ?= now
+PARAMS ?=
+replay: setup
+	@PYTHON313="$(PYTHON313)" $(PY) -m tools.replay --event $(EVENT) --env-vars $(ENV_VARS) $(if $(AT),--at $(AT)) $(if $(PARAMS),--parameter-overrides $(PARAMS))
 
 bench: setup
 	$(PY) -m bench

@@ -62,9 +62,16 @@ def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
         return yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
 
 
-def function_environment(template: dict[str, Any], overrides: dict[str, str] | None = None) -> dict[str, str]:
-    """The function's environment as the template defines it, with parameters at their defaults."""
+def function_environment(
+    template: dict[str, Any], overrides: dict[str, str] | None = None, parameters: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The function's environment as the template defines it, with parameters at their defaults
+    (or as `parameters` overrides them, as `--parameter-overrides` does)."""
     params = {name: str(p.get("Default", "")) for name, p in template.get("Parameters", {}).items()}
+    unknown = sorted(set(parameters or {}) - set(params))
+    if unknown:
+        raise ValueError(f"template.yaml has no parameter {', '.join(unknown)}")
+    params.update(parameters or {})
     env = dict(template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {}))
     env.update(template["Resources"][FUNCTION]["Properties"]["Environment"]["Variables"])
     resolved = {}
