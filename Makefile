@@ -25,12 +25,17 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(PY) -m tools.demo
 
+# The suite on two workers (pytest-xdist), handed one test at a time so the campaign's
+# long cases spread over both; TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --maxschedchunk 1
+
 test: setup lint validate
-	$(PY) -m pytest
+	$(PYTEST)
 
 # A longer search for counterexamples to the exactly-once promise: thousands of random cases.
 soak: setup
-	COURTESY_CAMPAIGN=soak $(PY) -m pytest tests/integration/test_exactly_once_campaign.py
+	COURTESY_CAMPAIGN=soak $(PYTEST) tests/integration/test_exactly_once_campaign.py
 
 lint: setup
 	$(VENV)/bin/ruff check src cli tests sandbox tools bench

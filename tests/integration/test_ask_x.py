@@ -4,6 +4,8 @@ the sandbox's own DM log or the ledger, never Courtesy's counters alone."""
 
 from __future__ import annotations
 
+import pytest
+
 from sandbox import DM_FORBIDDEN_BODY
 from tests.faults import At
 
@@ -72,6 +74,7 @@ def test_a_short_first_page_that_x_counts_as_complete_is_believed(world):
 # --- 2. a deep backlog ---------------------------------------------------------------------
 
 
+@pytest.mark.long
 def test_a_backlog_deeper_than_a_few_pages_keeps_being_welcomed_each_run(world):
     world.x.seed_followers(2_000, prefix="old")
     world.run()  # baseline

@@ -511,6 +511,7 @@ def campaign_aws(local_aws):
 MODES = {"dm": (ExactlyOnce, 1.0), "reply": (ReplyOnce, 0.5), "digest": (DigestOnce, 0.3)}
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("mode", list(MODES))
 def test_every_follower_after_the_baseline_gets_exactly_one_welcome(campaign_aws, mode):
     machine, share = MODES[mode]
